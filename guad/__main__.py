@@ -1,0 +1,3 @@
+from guad.cli import main
+
+raise SystemExit(main())
