@@ -1,0 +1,156 @@
+"""Reconstruction samplers: noise a scan once to t0, then denoise it back to a "normal" scan.
+
+Samplers know the noise schedule and call a model; they never look inside it. The model
+contract (guad.models.hdae.HDAE):
+    latents = model.encode(x0)                       # x0: (B, 1, X, Y, Z) in model units
+    eps = model(x_t, t, latents=latents, anatomy=a)  # t: (B,) long; anatomy (B, 1, X, Y, Z) or None
+
+Samplers (`SAMPLERS`):
+    ddpm     ancestral DDPM, every step t0-1 .. 0, fixed small variance (the paper's CMM)
+    ddim     deterministic DDIM (eta 0), every step (the paper's FGM)
+    ddim:K   DDIM over K strided steps from t0-1 down to 0
+    x0       one direct prediction of the clean image from x_{t0}
+
+Timestep convention (MONAI's): x_t for t in [0, T) carries alphas_cumprod[t]; the clean image
+comes after the step at t = 0. "Noise to t0 = 400" means x at index t0 - 1 = 399, so the full
+samplers make exactly t0 network calls, as the paper counts them (400 for CMM, 500 for FGM).
+
+Determinism: each scan's noise (the initial noise and DDPM's per-step noise) comes from its own
+CPU torch.Generator seeded by that scan's seed, so a scan's reconstruction is the same whether it
+is scored alone or in a batch, on CPU or GPU (up to the device's float arithmetic).
+
+Why the loops are written here and not MONAI's `scheduler.step`: MONAI's step draws one noise
+tensor for the whole batch from one generator, which would tie a scan's result to its batch
+mates, and its DDIM only strides uniformly from T - 1, not from t0. The update formulas are the
+standard ones; tests check that they equal MONAI's DDPMScheduler / DDIMScheduler step by step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from monai.networks.schedulers import DDPMScheduler
+
+T_TRAIN = 1000
+SAMPLERS = ("ddpm", "ddim", "ddim:K", "x0")
+
+
+def make_schedule() -> DDPMScheduler:
+    """The paper's schedule: linear betas 1e-4 .. 2e-2, T = 1000 (values from MONAI)."""
+    return DDPMScheduler(num_train_timesteps=T_TRAIN, schedule="linear_beta", beta_start=1e-4, beta_end=2e-2)
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str  # "ddpm" | "ddim" | "x0"
+    steps: int | None = None  # for strided ddim
+
+    @classmethod
+    def parse(cls, text: str) -> "SamplerSpec":
+        text = text.strip().lower()
+        if text in ("ddpm", "ddim", "x0"):
+            return cls(text)
+        if text.startswith("ddim:"):
+            try:
+                k = int(text.split(":", 1)[1])
+            except ValueError:
+                k = 0
+            if k >= 1:
+                return cls("ddim", k)
+        raise ValueError(f"unknown sampler {text!r}; choose one of ddpm, ddim, ddim:K (K >= 1), x0")
+
+    def __str__(self) -> str:
+        return f"ddim:{self.steps}" if self.steps else self.name
+
+    def timesteps(self, t0: int) -> list[int]:
+        """The timesteps at which the network is called, from t0 - 1 down to 0."""
+        if self.name == "x0":
+            return [t0 - 1]
+        if self.steps is None or self.steps >= t0:
+            return list(range(t0 - 1, -1, -1))
+        ts = torch.linspace(t0 - 1, 0, self.steps).round().long().tolist()
+        return sorted(set(ts), reverse=True)
+
+    def network_calls(self, t0: int) -> int:
+        return len(self.timesteps(t0))
+
+
+def seeded_noise(shape_one: tuple[int, ...], seeds: list[int], salt: int = 0) -> torch.Tensor:
+    """(B, *shape_one) standard normal noise, row b drawn from a CPU generator seeded seeds[b]."""
+    out = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s) * 1_000_003 + salt)
+        out.append(torch.randn(shape_one, generator=g))
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def reconstruct(
+    model: torch.nn.Module,
+    x0: torch.Tensor,
+    *,
+    t0: int,
+    sampler: str | SamplerSpec,
+    seeds: list[int],
+    anatomy: torch.Tensor | None = None,
+    clip: tuple[float, float] = (0.0, 1.0),
+    progress=None,
+) -> torch.Tensor:
+    """Reconstruct x0 (B, 1, X, Y, Z) as the model's "normal" version. Returns (B, 1, X, Y, Z).
+
+    clip: the data range; predicted clean images are clamped to it at every step.
+    progress: optional callable(done, total) for progress bars.
+    """
+    spec = sampler if isinstance(sampler, SamplerSpec) else SamplerSpec.parse(sampler)
+    if len(seeds) != x0.shape[0]:
+        raise ValueError(f"need one seed per scan: {len(seeds)} seeds for batch {x0.shape[0]}")
+    sched = make_schedule()
+    device = x0.device
+    acp = sched.alphas_cumprod.to(device=device, dtype=torch.float64)
+    betas = sched.betas.to(device=device, dtype=torch.float64)
+    lo, hi = clip
+
+    latents = model.encode(x0)
+    ts = spec.timesteps(t0)
+    shape_one = tuple(x0.shape[1:])
+    noise = seeded_noise(shape_one, seeds).to(device=device, dtype=x0.dtype)
+    t_start = ts[0]
+    x = acp[t_start].sqrt().to(x0.dtype) * x0 + (1 - acp[t_start]).sqrt().to(x0.dtype) * noise
+
+    def predict_x0(x_t: torch.Tensor, t: int) -> torch.Tensor:
+        tt = torch.full((x_t.shape[0],), t, device=device, dtype=torch.long)
+        eps = model(x_t, tt, latents=latents, anatomy=anatomy).to(torch.float64)
+        a = acp[t]
+        x0_hat = (x_t.to(torch.float64) - (1 - a).sqrt() * eps) / a.sqrt()
+        return x0_hat.clamp(lo, hi), eps
+
+    for i, t in enumerate(ts):
+        x0_hat, eps = predict_x0(x, t)
+        if spec.name == "x0":
+            x = x0_hat
+        elif spec.name == "ddpm":
+            # Posterior q(x_{t-1} | x_t, x0_hat), fixed small variance (DDPM eq. 6-7).
+            a_t = acp[t]
+            a_prev = acp[t - 1] if t > 0 else torch.ones((), dtype=torch.float64, device=device)
+            beta_t = betas[t]
+            alpha_t = 1 - beta_t
+            mean = (a_prev.sqrt() * beta_t / (1 - a_t)) * x0_hat + (alpha_t.sqrt() * (1 - a_prev) / (1 - a_t)) * x.to(torch.float64)
+            if t > 0:
+                var = ((1 - a_prev) / (1 - a_t) * beta_t).clamp(min=1e-20)
+                z = seeded_noise(shape_one, seeds, salt=t + 1).to(device=device, dtype=torch.float64)
+                mean = mean + var.sqrt() * z
+            x = mean.to(x0.dtype)
+        else:
+            # DDIM, eta = 0: move x0_hat to the next (lower) timestep along the same eps.
+            t_next = ts[i + 1] if i + 1 < len(ts) else -1
+            if t_next < 0:
+                x = x0_hat.to(x0.dtype)
+            else:
+                # As MONAI's DDIMScheduler: the network's eps, the clamped x0 (DDIM eq. 12).
+                a_next = acp[t_next]
+                x = (a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps).to(x0.dtype)
+        if progress is not None:
+            progress(i + 1, len(ts))
+    return x.clamp(lo, hi)
