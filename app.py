@@ -1,18 +1,46 @@
-"""Streamlit entry point: `streamlit run app.py [-- --db FILE]`.
+"""Streamlit entry point: `streamlit run app.py [-- --db FILE --data-root DIR --max-upload-mb N]`.
 
-Until the app pages land this page says what the project holds. It only calls guad and draws.
+Store: --db or GUAD_DB (default: the built-in synthetic demo store). The pages are in pages/;
+this file reads the store, draws the shared operating-point sidebar and runs the chosen page.
+Everything that is not drawing lives in guad.dashboard.
 """
 
-import streamlit as st
+import sys
+from pathlib import Path
 
-from guad import __version__
-from guad.paths import DEMO_DB
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import streamlit as st  # noqa: E402
+
+from pages import _ui  # noqa: E402
 
 st.set_page_config(page_title="guad: head-CT worklist reduction", layout="wide")
-st.title("guad: head-CT anomaly detection for worklist reduction")
-st.caption(f"guad {__version__}")
-st.info(
-    "The operating-point, score-explorer, case-viewer and missed-criticals pages are not built yet. "
-    "What is here now: the `guad` library and its CLI (`python -m guad --help`)."
-)
-st.write("Demo store:", str(DEMO_DB), "present" if DEMO_DB.exists() else "not built yet")
+
+PAGES = [
+    st.Page("pages/1_operating_point.py", title="Operating point", url_path="operating-point",
+            default=True),
+    st.Page("pages/2_score_explorer.py", title="Score explorer", url_path="score-explorer"),
+    st.Page("pages/3_case_viewer.py", title="Case viewer", url_path="case-viewer"),
+    st.Page("pages/4_missed_criticals.py", title="Missed criticals", url_path="missed-criticals"),
+    st.Page("pages/5_score_a_scan.py", title="Score a scan", url_path="score-a-scan"),
+]
+
+settings = _ui.settings()
+_ui.init_state()
+frame, error = _ui.frame(settings)
+message = _ui.dashboard.empty_state(settings, frame, error)
+if message:
+    # the Score-a-scan page still works without a store (it can create one)
+    pg = st.navigation([PAGES[0], PAGES[4]])
+    if pg.url_path != "score-a-scan":
+        st.title("guad: head-CT worklist reduction")
+        st.warning(message)
+        st.stop()
+    op = None
+else:
+    pg = st.navigation(PAGES)
+    op = _ui.operating_point_sidebar(settings, frame)
+st.sidebar.caption(f"Store: `{settings.db}`" + (" (synthetic demo)" if settings.is_demo else ""))
+st.session_state["_ctx"] = _ui.Ctx(settings, frame, op, {p.url_path: p for p in PAGES})
+pg.run()
+_ui.mirror_to_url(pg.url_path)

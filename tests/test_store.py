@@ -132,12 +132,12 @@ def test_operating_points_and_reviews(store):
     assert ops.loc[i, "c_fgm"] == float("-inf") and ops.loc[i, "target"] == ">99%"
     with pytest.raises(ValueError):
         store.save_operating_point("bad", "manual", float("nan"), 0.1)
-    r = store.add_review("b", "critical", "missed bleed", "dr y")
-    assert store.reviews("b").set_index("review_id").loc[r, "verdict"] == "critical"
+    r = store.add_review("b", "true_miss", "missed bleed", "dr y")
+    assert store.reviews("b").set_index("review_id").loc[r, "verdict"] == "true_miss"
     with pytest.raises(ValueError, match="verdict"):
         store.add_review("b", "maybe")
     with pytest.raises(ValueError, match="unknown scan"):
-        store.add_review("nope", "normal")
+        store.add_review("nope", "other")
     assert len(store.reviews()) == 1
 
 

@@ -71,7 +71,7 @@ CREATE SEQUENCE IF NOT EXISTS review_ids START 1;
 CREATE TABLE IF NOT EXISTS reviews (
     review_id INTEGER PRIMARY KEY DEFAULT nextval('review_ids'),
     scan_id   VARCHAR NOT NULL,
-    verdict   VARCHAR NOT NULL CHECK (verdict IN ('normal', 'benign', 'critical', 'unsure')),
+    verdict   VARCHAR NOT NULL CHECK (verdict IN ('true_miss', 'label_error', 'not_critical', 'other')),
     comment   VARCHAR,
     reviewer  VARCHAR,
     created   TIMESTAMP NOT NULL DEFAULT current_timestamp

@@ -53,7 +53,7 @@ SCHEMA = Path(__file__).with_name("schema.sql")
 LABELS = ("normal", "benign", "critical")
 SPLITS = ("train", "val", "test")
 MODELS = ("cmm", "fgm")
-VERDICTS = ("normal", "benign", "critical", "unsure")
+VERDICTS = ("true_miss", "label_error", "not_critical", "other")  # a missed critical's review
 MANIFEST_REQUIRED = ("scan_id", "site", "split", "label")
 MANIFEST_OPTIONAL = ("finding", "path", "lesion_ml", "seed")
 SCORES_REQUIRED = ("scan_id", "model", "score")
@@ -361,6 +361,15 @@ class Store:
             df[col] = df[col].astype("float64")
         df["path"] = [self.resolve(p) for p in df["path"]]
         return df
+
+    def maps_paths(self) -> dict[str, str]:
+        """scan_id -> absolute folder of its saved viewer maps (the newest ok score row that
+        names one); scans without saved maps are absent."""
+        df = self._query("""
+            SELECT scan_id, maps_path FROM scores
+            WHERE status = 'ok' AND maps_path IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY scan_id ORDER BY written_at DESC) = 1""")
+        return {r.scan_id: self.resolve(r.maps_path) for r in df.itertuples(index=False)}
 
     # ------------------------------------------------------------------ decisions, reviews
     def save_operating_point(self, name: str, rule: str, c_cmm: float, c_fgm: float,

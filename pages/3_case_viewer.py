@@ -1,0 +1,71 @@
+"""Case viewer: input, both reconstructions and the signed anomaly maps, slice by slice."""
+
+
+import streamlit as st
+
+from guad import dashboard, report
+from pages import _ui
+
+c = _ui.ctx()
+op, df = c.op, c.frame
+st.title("Case viewer")
+ids = list(df["scan_id"])
+if st.session_state.get("scan") not in ids:
+    st.session_state["scan"] = ids[0]
+
+
+def scan_changed():
+    st.session_state["scan"] = st.session_state["w_scan"]
+    st.session_state["slice"] = None
+
+
+scan = st.selectbox("Scan", ids, key=_ui._bind("scan"), on_change=scan_changed)
+row = df.set_index("scan_id").loc[scan]
+v = dashboard.score_verdict(row["score_cmm"], row["score_fgm"], op)
+m = st.columns([1, 1, 1, 3])
+m[0].metric("CMM score", _ui.fmt_score(row["score_cmm"]),
+            f"{'≤' if v['cmm_below'] else '>'} cut-off {report.fmt_cutoff(op.c_cmm)}",
+            delta_color="off")
+m[1].metric("FGM score", _ui.fmt_score(row["score_fgm"]),
+            f"{'≤' if v['fgm_below'] else '>'} cut-off {report.fmt_cutoff(op.c_fgm)}",
+            delta_color="off")
+m[2].metric("Class", row["label"], row["finding"] or "no finding", delta_color="off")
+(m[3].success if v["excluded"] else m[3].info)(
+    f"At {dashboard.op_label(op)}: {v['text']}. Site {row['site']}, split {row['split']}.")
+
+root, name = dashboard.maps_location(c.db, scan, row.get("maps_path"))
+from guad.maps import has_case  # noqa: E402
+
+if not has_case(root, name):
+    st.info(f"No saved images for {scan} yet (looked in {root / name}). They can be computed "
+            "now with both models and kept for next time.")
+    if st.button("Compute the images now", type="primary"):
+        bar = st.progress(0.0, text="Starting…")
+        try:
+            from guad.inference import score_ct
+            from guad.maps import save_case
+            if row["path"] and __import__("os").path.exists(row["path"]):
+                from guad.io import read_ct
+                ct = read_ct(row["path"])
+            else:
+                from guad.io import CTVolume
+                from guad.store import Store
+                from guad.synth import remake_scan
+                full = Store(c.db).scans().set_index("scan_id").loc[scan]
+                if full.get("seed") is None or str(full.get("seed")) in ("<NA>", "nan"):
+                    raise FileNotFoundError(f"{scan}: its file ({row['path']}) is missing and "
+                                            "it is not a synthetic scan that can be remade")
+                s = remake_scan({"scan_id": scan, **full.to_dict()})
+                ct = CTVolume(s.hu, s.affine, f"synthetic:{scan}")
+            result = score_ct(ct, _ui.models(), sampler=None, seed=0,
+                              progress=lambda f, t: bar.progress(min(max(float(f), 0.0), 1.0),
+                                                                  text=t))
+            save_case(root, name, result.maps)
+            bar.progress(1.0, text=f"Done in {result.seconds:.0f} s")
+            st.rerun()
+        except ImportError as exc:
+            st.error(f"Scoring is not available in this installation ({exc}).")
+        except Exception as exc:  # missing weights, unreadable scan: say so, no traceback
+            st.error(f"Could not compute the images: {dashboard.frame_error(exc)}")
+else:
+    _ui.slice_viewer(str(root), name, _ui.maps_version(root, name))
