@@ -40,6 +40,9 @@ class Settings:
     data_root: Path | None      # scans may be picked only under this folder
     max_upload_mb: int          # uploads larger than this are refused
     is_demo: bool               # db is the built-in demo store
+    cmm: Path | None = None     # checkpoints for on-demand scoring (None: the shipped weights)
+    fgm: Path | None = None
+    sampler: str | None = None  # None: the sampler of the store's latest run of each model
 
     @property
     def max_upload_bytes(self) -> int:
@@ -55,13 +58,40 @@ def parse_settings(argv: list[str] | None = None, environ: dict | None = None) -
     p.add_argument("--db")
     p.add_argument("--data-root")
     p.add_argument("--max-upload-mb", type=int)
+    p.add_argument("--cmm")
+    p.add_argument("--fgm")
+    p.add_argument("--sampler")
     args, _ = p.parse_known_args(argv or [])
+    cmm = args.cmm or environ.get("GUAD_CMM")
+    fgm = args.fgm or environ.get("GUAD_FGM")
     db = args.db or environ.get("GUAD_DB") or str(DEMO_DB)
     root = args.data_root or environ.get("GUAD_DATA_ROOT")
     mb = args.max_upload_mb or int(environ.get("GUAD_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
     dbp = Path(db).expanduser().resolve()
     return Settings(db=dbp, data_root=Path(root).expanduser().resolve() if root else None,
-                    max_upload_mb=mb, is_demo=dbp == Path(DEMO_DB).resolve())
+                    max_upload_mb=mb, is_demo=dbp == Path(DEMO_DB).resolve(),
+                    cmm=Path(cmm).expanduser().resolve() if cmm else None,
+                    fgm=Path(fgm).expanduser().resolve() if fgm else None,
+                    sampler=args.sampler or environ.get("GUAD_SAMPLER") or None)
+
+
+def samplers_for(settings: Settings) -> dict[str, str] | None:
+    """The sampler on-demand scoring uses per model: the one asked for, else the one that made
+    the store's latest run of that model (so a recomputed map matches the stored score), else
+    None (each model's paper sampler)."""
+    if settings.sampler:
+        return {"cmm": settings.sampler, "fgm": settings.sampler}
+    try:
+        from guad.store import Store
+
+        runs = Store(settings.db, read_timeout=5).runs() if Path(settings.db).exists() else None
+    except Exception:  # noqa: BLE001 - no store, or busy: fall back to the paper's samplers
+        runs = None
+    if runs is None or runs.empty:
+        return None
+    runs = runs[runs["sampler"] != "import"].sort_values("started")
+    out = {m: str(g["sampler"].iloc[-1]) for m, g in runs.groupby("model")}
+    return out or None
 
 
 def db_version(path: str | os.PathLike) -> float:

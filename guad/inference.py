@@ -174,17 +174,21 @@ def case_maps(ct, pp: Preprocessed, results: dict[str, ModelResult]) -> CaseMaps
 class ScanResult:
     scores: dict[str, float]
     maps: CaseMaps
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of the whole scan (pre-processing included)
+    model_seconds: dict[str, float] = field(default_factory=dict)  # reconstruction + score, per model
     samplers: dict[str, str] = field(default_factory=dict)
 
 
-def score_ct(ct, models: dict[str, LoadedModel], sampler: str | None = None, seed: int = 0,
+def score_ct(ct, models: dict[str, LoadedModel], sampler: str | dict | None = None, seed: int = 0,
              progress: Callable[[float, str], None] | None = None) -> ScanResult:
     """Score one CTVolume with both models. progress(fraction, text) for progress bars.
 
-    sampler None -> each model's paper sampler (ddpm for CMM, ddim for FGM).
+    sampler: one name for both models, a {model: name} dict, or None -> each model's paper
+    sampler (ddpm for CMM, ddim for FGM).
     """
+    per_model = dict(sampler) if isinstance(sampler, dict) else {m: sampler for m in MODELS}
     report = progress or (lambda frac, text: None)
+    t_start = time.perf_counter()
     report(0.0, "pre-processing")
     pp = preprocess_ct(ct)
     results = {}
@@ -196,11 +200,12 @@ def score_ct(ct, models: dict[str, LoadedModel], sampler: str | None = None, see
         def step(done, total, k=k, name=name):
             report((k + done / total) / len(names), f"{name.upper()}: step {done}/{total}")
 
-        results[name] = score_batch(lm, [inp], [seed], sampler, progress=step)[0]
+        results[name] = score_batch(lm, [inp], [seed], per_model.get(name), progress=step)[0]
     report(1.0, "done")
     return ScanResult(
         scores={m: r.score for m, r in results.items()},
         maps=case_maps(ct, pp, results),
-        seconds={m: r.seconds for m, r in results.items()},
-        samplers={m: str(SamplerSpec.parse(sampler or PAPER_SAMPLER[m])) for m in results},
+        seconds=time.perf_counter() - t_start,
+        model_seconds={m: r.seconds for m, r in results.items()},
+        samplers={m: str(SamplerSpec.parse(per_model.get(m) or PAPER_SAMPLER[m])) for m in results},
     )

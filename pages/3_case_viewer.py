@@ -57,7 +57,7 @@ if not has_case(root, name):
                                             "it is not a synthetic scan that can be remade")
                 s = remake_scan({"scan_id": scan, **full.to_dict()})
                 ct = CTVolume(s.hu, s.affine, f"synthetic:{scan}")
-            result = score_ct(ct, _ui.models(), sampler=None, seed=0,
+            result = score_ct(ct, _ui.models(), sampler=_ui.samplers(), seed=0,
                               progress=lambda f, t: bar.progress(min(max(float(f), 0.0), 1.0),
                                                                   text=t))
             save_case(root, name, result.maps)

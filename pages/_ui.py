@@ -218,9 +218,20 @@ def rendered(root: str, name: str, version: float, plane: str, index: int, width
 
 
 @st.cache_resource(show_spinner="Loading the models…")
-def models():
+def _models(cmm: str | None, fgm: str | None):
     from guad.inference import load_models
-    return load_models(cmm=None, fgm=None, device=None)
+    return load_models(cmm=cmm, fgm=fgm, device=None)
+
+
+def models():
+    """Both models for on-demand scoring: --cmm/--fgm (GUAD_CMM/GUAD_FGM) or the shipped weights."""
+    s = settings()
+    return _models(str(s.cmm) if s.cmm else None, str(s.fgm) if s.fgm else None)
+
+
+def samplers():
+    """Per-model sampler for on-demand scoring (see guad.dashboard.samplers_for)."""
+    return dashboard.samplers_for(settings())
 
 
 def fmt_score(x: float) -> str:

@@ -273,3 +273,45 @@ def test_empty_store_says_so(tmp_path, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception and "GUAD_DB" in at.warning[0].value and "--db" in at.warning[0].value
+
+
+def test_score_a_scan_with_the_real_models_end_to_end(db, monkeypatch, tmp_path, tiny_checkpoints):
+    """No fakes: a synthetic head CT uploaded, pre-processed, reconstructed and scored by real
+    (tiny, random-weight) checkpoints chosen with GUAD_CMM / GUAD_FGM, with the fast x0 sampler."""
+    from guad.inference import load_models, score_ct
+    from guad.io import CTVolume
+    from guad.synth import generate_scan
+
+    scan = generate_scan(seed=4, finding="ich", size=96)
+    new_db = tmp_path / "copy.duckdb"
+    new_db.write_bytes(Path(db).read_bytes())
+    monkeypatch.setenv("GUAD_DB", str(new_db))
+    monkeypatch.setenv("GUAD_CMM", str(tiny_checkpoints["cmm"]))
+    monkeypatch.setenv("GUAD_FGM", str(tiny_checkpoints["fgm"]))
+    monkeypatch.setenv("GUAD_SAMPLER", "x0")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(P["score"]).run()
+    at.file_uploader[0].set_value(("ich.nii.gz", nifti_bytes(scan.hu, scan.affine), "application/gzip")).run()
+    assert not at.exception and not at.error
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    # the page shows what guad.inference computes for the same file, models, sampler and seed
+    want = score_ct(CTVolume(scan.hu, scan.affine, "x"),
+                    load_models(tiny_checkpoints["cmm"], tiny_checkpoints["fgm"]), sampler="x0", seed=0)
+    shown = [float(m.value) for m in at.metric[:2]]
+    assert shown == pytest.approx([want.scores["cmm"], want.scores["fgm"]], rel=1e-3)
+
+
+def test_on_demand_sampler_follows_the_store(db, tmp_path):
+    s = dashboard.parse_settings(["--db", str(db)], environ={})
+    assert s.sampler is None and s.cmm is None
+    assert dashboard.samplers_for(dashboard.parse_settings(["--sampler", "ddim:5"], environ={})) == {
+        "cmm": "ddim:5", "fgm": "ddim:5"}
+    store = Store(tmp_path / "r.duckdb").init()
+    assert dashboard.samplers_for(dashboard.parse_settings(["--db", str(store.path)], environ={})) is None
+    store.ensure_run("cmm", "abc", "ddim:10", t0=400, seed=0)
+    store.ensure_run("fgm", "def", "x0", t0=500, seed=0)
+    got = dashboard.samplers_for(dashboard.parse_settings(["--db", str(store.path)], environ={}))
+    assert got == {"cmm": "ddim:10", "fgm": "x0"}

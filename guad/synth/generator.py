@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from guad.synth import findings as fnd
 from guad.synth.subject import DEFAULT_SITE, Site, Subject, draw_subject, rotation
-from guad.synth.template import HEAD_CENTRE, load_template, ventricle_field
+from guad.synth.template import BRAIN_CHANNELS, HEAD_CENTRE, load_template, ventricle_field
 
 SUB_MM = 1.7  # target sub-slice spacing (mm) for slice-thickness simulation
 
@@ -127,11 +127,14 @@ def _full(coarse: torch.Tensor, f: int, crop) -> torch.Tensor:
     """Coarse (nc, nc, nz, C) -> crop of the full grid (cx, cy, nz, C), trilinear."""
     i0, i1, j0, j1 = crop
     a0, b0, a1, b1 = i0 // f, -(-(i1 - 1) // f), j0 // f, -(-(j1 - 1) // f)
-    blk = coarse[a0:b0 + 1, a1:b1 + 1].permute(3, 0, 1, 2)[None]
-    up = F.interpolate(blk, size=((b0 - a0) * f + 1, (b1 - a1) * f + 1, coarse.shape[2]),
-                       mode="trilinear", align_corners=True)[0]
+    nz, nch = coarse.shape[2], coarse.shape[3]
+    # z keeps its size: bilinear in-plane on (z, channel) planes (half the taps of trilinear)
+    blk = coarse[a0:b0 + 1, a1:b1 + 1].permute(2, 3, 0, 1).reshape(1, nz * nch, b0 - a0 + 1,
+                                                                  b1 - a1 + 1)
+    up = F.interpolate(blk, size=((b0 - a0) * f + 1, (b1 - a1) * f + 1), mode="bilinear",
+                       align_corners=True)[0]
     up = up[:, i0 - a0 * f:i1 - a0 * f, j0 - a1 * f:j1 - a1 * f]
-    return up.permute(1, 2, 3, 0).contiguous()
+    return up.reshape(nz, nch, i1 - i0, j1 - j0).permute(2, 3, 0, 1).contiguous()
 
 
 def _sample_u(tensor: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
@@ -219,10 +222,18 @@ def _generate(seed, finding, n, site, severity) -> SynthScan:
     brain_u = _full(tpl.to_unit(cv.t_brain), f, crop)
     cv.full_pre_u = brain_u if cv.t_brain is t_pre else _full(tpl.to_unit(t_pre), f, crop)
     hb = _sample_u(tpl.head, cv.full_head_u)     # (2, cx, cy, Z)
-    bb = _sample_u(tpl.brain, brain_u)           # (6, cx, cy, Z)
     cv.ch = {"sdf": hb[0], "sinus": hb[1]}
-    cv.ch.update({name: bb[i] for i, name in enumerate(("gm", "wm", "vent", "dense", "deep", "prox"))})
-    del brain_u, hb, bb
+    # brain maps only matter inside the intracranial space (sdf < half a voxel): sample
+    # them at those points only (about half of the crop), zero elsewhere
+    pv = px / float(subj.scale.mean())
+    inside = hb[0] < max(0.5 * pv, 0.5) + 1.0
+    bb = torch.zeros((len(BRAIN_CHANNELS),) + tuple(inside.shape))
+    pts = brain_u[inside]
+    if len(pts):
+        bb[:, inside] = F.grid_sample(tpl.brain, pts[None, :, None, None], mode="bilinear",
+                                      padding_mode="border", align_corners=True)[0, :, :, 0, 0]
+    cv.ch.update({name: bb[i] for i, name in enumerate(BRAIN_CHANNELS)})
+    del brain_u, hb, bb, pts, inside
     # skull thickness varies over the head: thin temporal squama, thicker occiput
     rel = t_head - torch.tensor(HEAD_CENTRE, dtype=torch.float32)
     rn = rel / rel.norm(dim=-1, keepdim=True).clamp_min(1e-3)
@@ -330,49 +341,75 @@ def _physiological_calcifications(cv: Canvas, tpl):
         fnd.paint_blob(cv, c, r, hu, lesion=False, irregular=0.15)
 
 
+def _bbox(m: torch.Tensor) -> tuple[slice, slice, slice]:
+    """Index slices of the bounding box of a boolean (X, Y, Z) mask (1 voxel if empty)."""
+    out = []
+    for a in range(3):
+        dims = tuple(d for d in range(3) if d != a)
+        nz = m.any(dims[1]).any(dims[0]).nonzero()[:, 0]
+        out.append(slice(int(nz[0]), int(nz[-1]) + 1) if len(nz) else slice(0, 1))
+    return tuple(out)
+
+
 def _compose(cv: Canvas, subj: Subject, site: Site, px: float):
     """HU on the crop's sub-slices, plus intracranial / ventricle / lesion fractions."""
     ch = cv.ch
     pv = px / float(subj.scale.mean())   # template mm per output pixel
     sdf = ch["sdf"]
     ic = (0.5 - sdf / pv).clamp_(0, 1)
-    gm, wm = ch["gm"], ch["wm"]
+    # the brain only where the intracranial space is: its bounding box in the crop
+    bx = _bbox(ic > 0)
+
+    def B(t):
+        return t[bx] if isinstance(t, torch.Tensor) and t.dim() == 3 else t
+
+    icb = ic[bx]
+    gm, wm = ch["gm"][bx], ch["wm"][bx]
     lost = None
     if subj.atrophy > 0:  # gray matter next to sulci turns to CSF
         theta = 1.0 - 0.95 * subj.atrophy
-        lost = gm * ((ch["prox"] - theta) / 0.25).clamp_(0, 1) * min(1.0, 1.4 * subj.atrophy + 0.3)
+        lost = (gm * ((ch["prox"][bx] - theta) / 0.25).clamp_(0, 1)
+                * min(1.0, 1.4 * subj.atrophy + 0.3))
         gm = gm - lost
-    over = ((gm + wm) / ic.clamp_min(1e-3)).clamp_min_(1.0)
+    over = ((gm + wm) / icb.clamp_min(1e-3)).clamp_min_(1.0)
     gm, wm = gm / over, wm / over
-    csf = (ic - gm - wm).clamp_min_(0)
-    vent = torch.minimum(ch["vent"], csf)
-    hu_gm = subj.hu_gm + subj.hu_deep * ch["deep"]
+    csf = (icb - gm - wm).clamp_min_(0)
+    vent = torch.minimum(ch["vent"][bx], csf)
+    hu_gm = subj.hu_gm + subj.hu_deep * ch["deep"][bx]
     hu_wm = subj.hu_wm
     if cv.gw_blend is not None:
-        hu_gm = hu_gm - cv.gw_blend * (hu_gm - subj.hu_wm) * 0.9
+        hu_gm = hu_gm - B(cv.gw_blend) * (hu_gm - subj.hu_wm) * 0.9
     if cv.tissue_delta is not None:
-        hu_gm = hu_gm + cv.tissue_delta
-        hu_wm = hu_wm + cv.tissue_delta
+        hu_gm = hu_gm + B(cv.tissue_delta)
+        hu_wm = hu_wm + B(cv.tissue_delta)
     if cv.efface is not None:  # swollen gyri fill the sulci
-        moved = (csf - vent) * cv.efface.clamp(0, 1)
+        moved = (csf - vent) * B(cv.efface).clamp(0, 1)
         gm = gm + moved
         csf = csf - moved
     brain = gm * hu_gm + wm * hu_wm
     if cv.csf_blood is not None:
         sub_frac = (1 - vent / csf.clamp_min(1e-3)).clamp_(0, 1)
-        brain += csf * (subj.hu_csf + cv.csf_blood * sub_frac * (cv.csf_blood_hu - subj.hu_csf))
+        brain += csf * (subj.hu_csf + B(cv.csf_blood) * sub_frac * (cv.csf_blood_hu - subj.hu_csf))
     else:
         brain += csf * subj.hu_csf
-    brain /= ic.clamp_min(1e-3)
-    brain += ch["dense"] * 0.9 * (subj.hu_falx - brain)
-    brain += ch["sinus"] * (subj.hu_blood - brain)
+    brain /= icb.clamp_min(1e-3)
+    brain += ch["dense"][bx] * 0.9 * (subj.hu_falx - brain)
+    brain += ch["sinus"][bx] * (subj.hu_blood - brain)
     for w, val in cv.overrides:
         if isinstance(w, tuple):
             sl, ww = w
-            b = brain[sl]
-            brain[sl] = b + ww * (val - b)
+            lo = [max(a.start, b.start) for a, b in zip(sl, bx)]
+            hi = [min(a.stop, b.stop) for a, b in zip(sl, bx)]
+            if any(h <= l for l, h in zip(lo, hi)):
+                continue
+            src = tuple(slice(l - a.start, h - a.start) for l, h, a in zip(lo, hi, sl))
+            dst = tuple(slice(l - b.start, h - b.start) for l, h, b in zip(lo, hi, bx))
+            ww = ww[src]
+            v = val[src] if isinstance(val, torch.Tensor) and val.dim() == 3 else val
+            b = brain[dst]
+            brain[dst] = b + ww * (v - b)
         else:
-            brain += w * (val - brain)
+            brain += B(w) * (B(val) - brain)
 
     # skull (inner and outer tables over diploe) and scalp (skin over fat)
     thick = cv.skull_mm
@@ -385,7 +422,8 @@ def _compose(cv: Canvas, subj: Subject, site: Site, px: float):
     v = ((d - thick) / sc_t).clamp_(0, 1)
     hu_scalp = 45 - 130 * torch.exp(-((v - 0.45) / 0.22) ** 2)
     air = (1 - ic - bone - scalp).clamp_min_(0)
-    hu = ic * brain + bone * hu_bone + scalp * hu_scalp - 1000.0 * air
+    hu = bone * hu_bone + scalp * hu_scalp - 1000.0 * air
+    hu[bx] += icb * brain
 
     # beam hardening: a dark bar and streaks across the posterior fossa
     if site.streaks > 0:
@@ -400,8 +438,10 @@ def _compose(cv: Canvas, subj: Subject, site: Site, px: float):
             ang = torch.atan2(t[..., 1] + 60.0, t[..., 0])
             streak = 6.0 * torch.sin(ang * 23.0 + 0.7) * torch.exp(-((t[..., 1] + 45) / 25.0) ** 2)
             hu[sl] += (bar + streak) * amp[sl[2]] * (ic[sl] > 0.5)
-    vent_out = (vent > 0.5 * ic).float() * (ic > 0.5)
+    vent_out = torch.zeros_like(ic)
+    vent_out[bx] = (vent > 0.5 * icb).float() * (icb > 0.5)
     les = cv.lesion
     if cv.atrophy_lesion and lost is not None:
-        les = (lost > 0.4).float()
+        les = torch.zeros_like(ic)
+        les[bx] = (lost > 0.4).float()
     return hu, ic, vent_out, les

@@ -24,7 +24,7 @@ import torch
 
 from guad import paths
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 SPACING = 1.5  # mm, the cached grid
 # channels sampled with the brain's deformation / with the skull's (rigid) deformation
 BRAIN_CHANNELS = ("gm", "wm", "vent", "dense", "deep", "prox")
@@ -117,6 +117,39 @@ def _segment_tube(coords, a, b, radius):
     return np.clip(radius + 0.5 - d, 0, 1)
 
 
+def _keep_big(m: np.ndarray, n_min: int) -> np.ndarray:
+    from scipy import ndimage
+    lab, n = ndimage.label(m)
+    if n == 0:
+        return m
+    sizes = ndimage.sum(m, lab, index=np.arange(1, n + 1))
+    return np.isin(lab, 1 + np.flatnonzero(sizes >= n_min))
+
+
+def _ventricle_parts(csf, X, Y, Z, origin) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Ventricle core (1 mm grid) and its parts: lateral, third, fourth, temporal horns."""
+    from scipy import ndimage
+    lab, _ = ndimage.label(csf > 0.5)
+    seeds = [tuple(int(round(a - o)) for a, o in zip((s * 12.0, 0.0, 22.0), origin))
+             for s in (-1, 1)]  # the lateral ventricles' bodies
+    ids = sorted({int(lab[v]) for v in seeds} - {0})
+    lateral = np.isin(lab, ids)
+    del lab
+    # the 2009 template's lateral ventricles hold about 18 mL of CSF > 0.5; much more means
+    # the piece leaked into the subarachnoid space (a changed template): stop, do not cache
+    if not 8_000 < int(lateral.sum()) < 45_000:
+        raise RuntimeError(f"lateral ventricles: {int(lateral.sum()) / 1000:.1f} mL, "
+                           "expected about 18 mL; check the template")
+    ax = np.abs(X)
+    third = _keep_big((csf > 0.4) & (ax < 4.5) & (Y > -28) & (Y < 3) & (Z > -12) & (Z < 18), 100)
+    fourth = _keep_big((csf > 0.5) & (ax < 12) & (Y > -56) & (Y < -34) & (Z > -42) & (Z < -22),
+                       200)
+    temporal = _keep_big((csf > 0.4) & (ax > 22) & (ax < 38) & (Y > -42) & (Y < -5)
+                         & (Z > -26) & (Z < -6), 40)
+    parts = {"lateral": lateral, "third": third, "fourth": fourth, "temporal": temporal}
+    return lateral | third | fourth | temporal, parts
+
+
 def build_arrays() -> dict[str, np.ndarray]:
     """Derive every map from nilearn's MNI152 files (1 mm), then resample to 1.5 mm."""
     from nilearn import datasets
@@ -146,24 +179,18 @@ def build_arrays() -> dict[str, np.ndarray]:
     closed |= mask
     sdf = _edt(~closed) - _edt(closed)  # mm, > 0 outside
 
-    # ventricles: CSF > 0.5, > 10 mm inside the mask, big connected pieces
-    depth = _edt(mask)
-    core = (csf > 0.5) & (depth > 10)
-    lab, n = ndimage.label(core)
-    sizes = ndimage.sum(core, lab, index=np.arange(1, n + 1))
-    vent_core = np.isin(lab, 1 + np.flatnonzero(sizes > 1500))
+    # ventricles, and only they (no fissures or cisterns). Lateral ventricles: the connected
+    # piece of CSF > 0.5 that holds both bodies (the corpus callosum and the ependyma keep
+    # it apart from the interhemispheric and Sylvian fissures in this template). The 3rd,
+    # the 4th ventricle and the temporal horns are thin or open into cisterns here, so they
+    # are CSF inside anatomical boxes (MNI mm) that stop where the cisterns begin.
     nx, ny, nz = mask.shape
     xs = origin[0] + np.arange(nx, dtype=np.float32)
     ys = origin[1] + np.arange(ny, dtype=np.float32)
     zs = origin[2] + np.arange(nz, dtype=np.float32)
     X, Y, Z = np.meshgrid(xs, ys, zs, indexing="ij")
-    # the rule also catches the quadrigeminal/ambient and suprasellar cisterns: drop them
-    cisterns = ((np.abs(X) < 19) & (Y > -58) & (Y < -24) & (Z > -22) & (Z < 8)) | (
-        (np.abs(X) < 16) & (Y > -22) & (Y < 16) & (Z < -9)) | ((np.abs(X) < 14) & (Y < -58))
-    vent_core &= ~cisterns
-    lab, n = ndimage.label(vent_core)
-    sizes = ndimage.sum(vent_core, lab, index=np.arange(1, n + 1))
-    vent_core = np.isin(lab, 1 + np.flatnonzero(sizes > 300))
+    depth = _edt(mask)
+    vent_core, vent_parts = _ventricle_parts(csf, X, Y, Z, origin)
     # extend to the partial-volume rim of the same CSF
     vent = ndimage.binary_dilation(vent_core, iterations=2) & (csf > 0.15) & (depth > 6)
     vent_soft = (vent * csf).astype(np.float32)
@@ -260,7 +287,7 @@ def build_arrays() -> dict[str, np.ndarray]:
     tp = np.argwhere((np.abs(sdf) < 1.5) & (Z > 0))
     out["top_points"] = (tp[rs.permutation(len(tp))[:4000]] + origin).astype(np.float32)
 
-    for k, v in _landmarks(vent_core, origin).items():
+    for k, v in _landmarks(vent_parts["lateral"] | vent_parts["third"], origin).items():
         out["lm_" + k] = np.asarray(v, np.float32)
     out["origin"] = lo.astype(np.float64)
     out["spacing"] = np.float64(SPACING)
