@@ -283,3 +283,29 @@ def best_pair(tn: np.ndarray, fn: np.ndarray, feasible: np.ndarray) -> tuple[int
     cand &= fn == fn_c.min()
     flat = int(np.flatnonzero(cand.ravel())[0])  # row-major: smallest i, then smallest j
     return divmod(flat, tn.shape[1])
+
+
+# ----------------------------------------------------------------------------- ranking quality
+def auroc(positive, score, z: float = Z95) -> tuple[float, float, float]:
+    """Area under the ROC curve of `score` for `positive` (bool (N,)), with a 95% DeLong interval.
+
+    Ties count one half (the Mann-Whitney statistic). Returns (auc, lo, hi); NaN when a class is
+    empty. DeLong's variance (DeLong et al., Biometrics 1988) from the placement values, written
+    here because neither numpy, scipy nor scikit-learn ships it.
+    """
+    from scipy.stats import rankdata
+
+    pos = as_critical(positive)
+    s = as_scores(score)
+    m, n = int(pos.sum()), int((~pos).sum())
+    if m == 0 or n == 0:
+        return float("nan"), float("nan"), float("nan")
+    x, y = s[pos], s[~pos]
+    r_all = rankdata(s)
+    r_x, r_y = rankdata(x), rankdata(y)
+    auc = (r_all[pos].sum() - m * (m + 1) / 2.0) / (m * n)
+    v10 = (r_all[pos] - r_x) / n          # placement of each positive among the negatives
+    v01 = 1.0 - (r_all[~pos] - r_y) / m   # placement of each negative among the positives
+    var = (v10.var(ddof=1) / m if m > 1 else 0.0) + (v01.var(ddof=1) / n if n > 1 else 0.0)
+    half = z * np.sqrt(max(var, 0.0))
+    return float(auc), float(max(0.0, auc - half)), float(min(1.0, auc + half))

@@ -197,3 +197,21 @@ def test_candidate_cutoffs_and_best_pair():
     feas = np.ones((2, 2), bool)
     assert metrics.best_pair(tn, fn, feas) == (1, 0)  # TN tie 5: fewer misses wins
     assert metrics.best_pair(tn, fn, np.zeros((2, 2), bool)) is None
+
+
+def test_auroc_matches_mann_whitney_and_sklearn_with_delong_interval():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    pos = np.r_[np.ones(60, bool), np.zeros(140, bool)]
+    s = np.r_[rng.normal(1.0, 1, 60), rng.normal(0, 1, 140)].round(1)  # rounding makes ties
+    auc, lo, hi = metrics.auroc(pos, s)
+    assert auc == pytest.approx(roc_auc_score(pos, s))
+    assert lo < auc < hi and 0.05 < hi - lo < 0.2
+    # hand-counted: positives {3, 2}, negatives {2, 1}: pairs (3>2, 3>1, 2=2 -> 1/2, 2>1) = 3.5 / 4
+    assert metrics.auroc([1, 1, 0, 0], [3, 2, 2, 1])[0] == pytest.approx(0.875)
+    assert metrics.auroc([1, 1, 0, 0], [3, 4, 1, 2])[:2] == (1.0, 1.0)
+    assert np.isnan(metrics.auroc([0, 0], [1, 2])[0])
+    # more data, narrower interval
+    big = metrics.auroc(np.tile(pos, 4), np.tile(s, 4))
+    assert big[2] - big[1] < (hi - lo) * 0.6

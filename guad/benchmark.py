@@ -1,0 +1,154 @@
+"""The speed/quality benchmark of the samplers, against two trivial baselines.
+
+For every sampler: network calls, seconds per scan per model, and AUROC (critical vs
+unremarkable) per model, per finding and for the ensemble; plus two baselines with no model:
+  - `hyper55`: the count of brain voxels above 55 HU (FGM grid) - finds blob-like bleeds;
+  - `template`: voxelwise deviation from the mean of (registered) training normals, with the
+    model's own post-processing (threshold, median x2, small objects) on the model's grid.
+    The pre-processing's fixed field of view centred on the brain is the registration.
+
+Ensemble score: each model's score becomes its empirical quantile among the reference
+validation normals, and the scan takes the larger of the two. Thresholding that at q excludes
+a scan only when both models are under their q-quantile: the paper's AND rule, with the
+two cut-offs tied by quantile. Its AUROC therefore ranks the AND ensemble.
+
+Every AUROC carries its 95% DeLong interval (guad.metrics.auroc).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from guad.commands.score import scan_seed
+from guad.inference import PAPER_SAMPLER, LoadedModel, ModelInput, model_input, score_batch
+from guad.metrics import auroc
+from guad.preprocess.pipeline import model_to_hu
+from guad.sampling import SamplerSpec
+from guad.scoring import MIN_ABS_HU, anomaly_score
+
+
+@dataclass
+class Case:
+    scan_id: str
+    split: str
+    label: str
+    finding: str
+    inputs: dict[str, ModelInput]  # model -> its input
+    hyper55: float
+
+
+def load_cases(rows: pd.DataFrame, models: dict[str, LoadedModel], root, log=print) -> list[Case]:
+    """Read and pre-process each scan once; keep only what the benchmark needs."""
+    from guad.io import read_ct
+    from guad.preprocess import preprocess_ct
+
+    cases = []
+    for r in rows.itertuples():
+        path = root / r.path
+        try:
+            pp = preprocess_ct(read_ct(path))
+        except Exception as exc:  # noqa: BLE001 - a bad scan is reported and left out
+            log(f"skipped {r.scan_id}: {exc}")
+            continue
+        hu = model_to_hu(pp.fgm)
+        hyper = float(((hu > 55.0) & pp.fgm_mask).sum())
+        cases.append(Case(r.scan_id, r.split, r.label, r.finding or "", {m: model_input(pp, lm.cfg) for m, lm in models.items()}, hyper))
+    return cases
+
+
+def template_scores(train: list[Case], cases: list[Case], models: dict[str, LoadedModel]) -> dict[str, np.ndarray]:
+    """Baseline: |input - mean training normal| with each model's post-processing."""
+    out = {}
+    for m, lm in models.items():
+        mean = np.mean([c.inputs[m].image[0] for c in train], axis=0)
+        s = []
+        for c in cases:
+            diff = (c.inputs[m].image[0] - mean) * 100.0 * c.inputs[m].mask
+            s.append(anomaly_score(diff, MIN_ABS_HU[m], lm.min_voxels)[0])
+        out[m] = np.asarray(s)
+    return out
+
+
+def ensemble(ref: dict[str, np.ndarray], s: dict[str, np.ndarray]) -> np.ndarray:
+    """max over models of the score's empirical quantile among the reference normals."""
+    q = []
+    for m in s:
+        r = np.sort(ref[m])
+        q.append(np.searchsorted(r, s[m], side="right") / max(len(r), 1))
+    return np.max(q, axis=0)
+
+
+def auroc_rows(method: str, cases: list[Case], scores: dict[str, np.ndarray], extra: dict) -> list[dict]:
+    """One row per (model or ensemble) x (all critical, each finding) vs unremarkable."""
+    labels = np.array([c.label for c in cases])
+    findings = np.array([c.finding for c in cases])
+    unrem = labels != "critical"
+    rows = []
+    for name, s in scores.items():
+        groups = [("all critical", labels == "critical")] + [
+            (f, findings == f) for f in sorted(set(findings[labels == "critical"]))]
+        for g, sel in groups:
+            keep = sel | unrem
+            auc, lo, hi = auroc(sel[keep], s[keep])
+            rows.append({"method": method, "model": name, "vs unremarkable": g, "n_pos": int(sel.sum()),
+                         "n_neg": int(unrem.sum()), "auroc": auc, "lo": lo, "hi": hi, **extra.get(name, {})})
+    return rows
+
+
+def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str, LoadedModel],
+        samplers: list[str], batch: int = 8, seed: int = 0, log=print) -> pd.DataFrame:
+    """The whole table. `cases`: test scans; `ref`: validation normals (ensemble scale);
+    `train`: training normals (template baseline)."""
+    rows = []
+    # baselines (no network)
+    hyper = np.array([c.hyper55 for c in cases])
+    rows += auroc_rows("baseline: voxels > 55 HU", cases, {"-": hyper}, {"-": {"calls": 0}})
+    t_all = template_scores(train, cases + ref, models)
+    n = len(cases)
+    t_case = {m: v[:n] for m, v in t_all.items()}
+    t_ref = {m: v[n:] for m, v in t_all.items()}
+    rows += auroc_rows("baseline: template deviation", cases,
+                       {**t_case, "ensemble": ensemble(t_ref, t_case)}, {m: {"calls": 0} for m in t_case})
+    everyone = cases + ref
+    for name in samplers:
+        scores, extra = {}, {}
+        for m, lm in models.items():
+            spec = SamplerSpec.parse(PAPER_SAMPLER[m] if name == "paper" else name)
+            vals, t0 = [], time.perf_counter()
+            for i in range(0, len(everyone), batch):
+                chunk = everyone[i: i + batch]
+                res = score_batch(lm, [c.inputs[m] for c in chunk], [scan_seed(seed, c.scan_id) for c in chunk], str(spec))
+                vals += [r.score for r in res]
+            sec = (time.perf_counter() - t0) / len(everyone)
+            scores[m] = np.asarray(vals)
+            extra[m] = {"sampler": str(spec), "calls": spec.network_calls(lm.t0), "s_per_scan": sec}
+            log(f"{name} {m}: {sec:.2f} s/scan, {spec.network_calls(lm.t0)} calls")
+        case_s = {m: v[:n] for m, v in scores.items()}
+        ref_s = {m: v[n:] for m, v in scores.items()}
+        extra["ensemble"] = {"calls": sum(e["calls"] for e in extra.values()),
+                             "s_per_scan": sum(e["s_per_scan"] for e in extra.values())}
+        rows += auroc_rows(f"sampler: {name}", cases, {**case_s, "ensemble": ensemble(ref_s, case_s)}, extra)
+    return pd.DataFrame(rows)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The README table: per method and model, AUROC (all critical) with its interval."""
+    t = table[table["vs unremarkable"] == "all critical"].copy()
+    t["AUROC [95% CI]"] = [f"{a:.3f} [{lo:.3f}-{hi:.3f}]" for a, lo, hi in zip(t.auroc, t.lo, t.hi)]
+    cols = ["method", "model", "calls", "s_per_scan", "n_pos", "n_neg", "AUROC [95% CI]"]
+    return t[[c for c in cols if c in t]]
+
+
+def per_finding(table: pd.DataFrame) -> pd.DataFrame:
+    """AUROC per finding (columns) for each method/model (rows)."""
+    t = table[table["vs unremarkable"] != "all critical"]
+    return t.pivot_table(index=["method", "model"], columns="vs unremarkable", values="auroc").round(3)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
