@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != f"guad.commands.{module}":
                 raise
             continue
-        p = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
+        # argparse %-formats help strings: escape a literal % ("95% CI")
+        p = sub.add_parser(name, help=mod.HELP.replace("%", "%%"), description=(mod.__doc__ or mod.HELP).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
