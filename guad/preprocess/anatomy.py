@@ -10,10 +10,14 @@ edge; it wins over the others).
   Relative to the scan's own parenchyma so a scanner's HU offset does not move it.
 - Ventricles: CSF more than 10 mm inside the brain mask (3D distance in mm, computed at
   about 2 mm in-plane), in connected pieces of at least 1 mL (lateral, third and fourth
-  ventricles), plus their partial-volume rim (one voxel in-plane, HU at least 5 below
-  parenchyma, more than 5 mm deep). The rest of the CSF is subarachnoid (sulci, fissures,
-  cisterns; deep cisterns such as the quadrigeminal cistern can be called ventricle).
-  Ventricles enlarged by hydrocephalus stay deep and grow; sulci stay near the surface.
+  ventricles), plus the CSF one voxel around them (in-plane, more than 5 mm deep), minus
+  the places where deep CSF is cistern or fissure rather than ventricle, by position
+  relative to the brain's bounding-box centre (`cistern_zones`: quadrigeminal / ambient /
+  superior cerebellar cisterns, Sylvian / insular cisterns, the interhemispheric fissure
+  above the corpus callosum). The rest of the CSF is subarachnoid (sulci, fissures,
+  cisterns). Ventricles enlarged by hydrocephalus stay deep and grow; sulci stay near the
+  surface. Connectivity to the surface does not separate them on 5 mm slices (ventricles
+  and cisterns touch through the foramina and the choroidal fissure), hence the zones.
 - Boundary: mask voxels within `BOUNDARY_MM` of the outside (in-plane).
 """
 
@@ -30,7 +34,7 @@ CSF_MIN_HU = -30.0
 SMOOTH_MM = 1.0
 VENTRICLE_DEPTH_MM = 10.0
 VENTRICLE_MIN_ML = 1.0
-RIM_BELOW = 5.0           # ventricle rim: partial-volume CSF next to the deep pieces
+RIM_BELOW = 12.0          # ventricle rim: CSF-density voxels next to the deep pieces
 RIM_DEPTH_MM = 5.0
 BOUNDARY_MM = 1.5
 
@@ -75,7 +79,8 @@ def _odd(x: float) -> int:
 
 def ventricle_mask(sm: np.ndarray, mask: np.ndarray, par: float, spacing) -> np.ndarray:
     """Deep CSF pieces (> VENTRICLE_DEPTH_MM inside, >= VENTRICLE_MIN_ML) plus their
-    partial-volume rim (one in-plane voxel, HU up to par - RIM_BELOW, > RIM_DEPTH_MM deep)."""
+    rim (one in-plane voxel, HU up to par - RIM_BELOW, > RIM_DEPTH_MM deep), outside
+    `cistern_zones`."""
     sp = tuple(float(s) for s in spacing)
     depth = _depth_mm(mask, sp)
     deep = csf_mask(sm, mask, par) & (depth > VENTRICLE_DEPTH_MM)
@@ -84,11 +89,33 @@ def ventricle_mask(sm: np.ndarray, mask: np.ndarray, par: float, spacing) -> np.
         return deep
     sizes = np.bincount(lab.ravel()) * float(np.prod(sp)) / 1000.0   # mL
     sizes[0] = 0
-    core = np.isin(lab, np.flatnonzero(sizes >= VENTRICLE_MIN_ML))
+    zones = cistern_zones(mask, sp)
+    core = np.isin(lab, np.flatnonzero(sizes >= VENTRICLE_MIN_ML)) & ~zones
     plane = np.zeros((3, 3, 3), bool)
     plane[:, :, 1] = ndi.generate_binary_structure(2, 1)
     rim = ndi.binary_dilation(core, plane) & (sm <= par - RIM_BELOW) & (depth > RIM_DEPTH_MM)
-    return core | rim
+    return (core | rim) & ~zones
+
+
+def cistern_zones(mask: np.ndarray, sp: tuple) -> np.ndarray:
+    """Where deep CSF is cistern or fissure, not ventricle, by position relative to the
+    centre of the brain mask's bounding box (mm; +y posterior, +z superior in LPS):
+    - posterior midline above the 4th ventricle (quadrigeminal, ambient, superior cerebellar
+      cisterns): |dx| < 12, dy > 12, -22 < dz < -2, and beside the midbrain (ambient
+      cisterns): 9 < |dx| < 25, dy > 5, -30 < dz < -8;
+    - lateral, anterior and low (Sylvian / insular cisterns): |dx| > 20, dy < -5, dz < 0,
+      and |dx| > 36, dy < 10, dz < 10;
+    - midline high (interhemispheric fissure above the corpus callosum): |dx| < 6, dz > 25.
+    Broadcast (X, Y, Z) boolean."""
+    idx = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    d = [(np.arange(n) - (i[0] + i[-1]) / 2.0) * s if i.size else np.zeros(n)
+         for n, i, s in zip(mask.shape, idx, sp)]
+    x = np.abs(d[0])[:, None, None]
+    y = d[1][None, :, None]
+    z = d[2][None, None, :]
+    return (((x < 12) & (y > 12) & (z > -22) & (z < -2)) | ((x > 20) & (y < -5) & (z < 0))
+            | ((x > 9) & (x < 25) & (y > 5) & (z > -30) & (z < -8))
+            | ((x > 36) & (y < 10) & (z < 10)) | ((x < 6) & (z > 25)))
 
 
 def _depth_mm(mask: np.ndarray, sp: tuple) -> np.ndarray:
