@@ -492,10 +492,47 @@ def maps_location(db: str | os.PathLike, scan_id: str, maps_path: str | None = N
     return Path(db).resolve().parent / "maps", scan_id
 
 
+def scan_ct(db: str | os.PathLike, scan_id: str):
+    """The CTVolume of a stored scan: its file when it is there, else (a synthetic scan) remade
+    from its seed, finding, site and matrix size. FileNotFoundError when neither works."""
+    from guad.io import CTVolume, read_ct
+    from guad.store import Store
+
+    scans = Store(db).scans().set_index("scan_id")
+    if scan_id not in scans.index:
+        raise FileNotFoundError(f"{scan_id}: not in the store {db}")
+    row = scans.loc[scan_id]
+    path = row.get("path")
+    if isinstance(path, str) and path and os.path.exists(path):
+        return read_ct(path)
+    seed = row.get("seed")
+    if seed is None or pd.isna(seed):
+        raise FileNotFoundError(f"{scan_id}: its file ({path}) is missing and it is not a "
+                                "synthetic scan that can be remade from a seed")
+    from guad.synth import remake_scan
+
+    size = row.get("synth_size")
+    synth = remake_scan({"scan_id": scan_id, "seed": int(seed), "site": row["site"],
+                         "finding": row.get("finding") or None},
+                        size=None if size is None or pd.isna(size) else int(size))
+    return CTVolume(synth.hu, synth.affine, f"synthetic:{scan_id}")
+
+
+def remake_input(db: str | os.PathLike, scan_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(input HU on the display grid, its affine) for a case saved without its input."""
+    from guad.inference import display_input
+    from guad.preprocess import preprocess_ct
+
+    ct = scan_ct(db, scan_id)
+    pp = preprocess_ct(ct)
+    return display_input(ct, pp), pp.fgm_affine
+
+
 def render_panes(maps, plane: str, index: int, window: viewer.Window,
                  opacity: float = 0.5, show_overlay: bool = True) -> dict[str, np.ndarray]:
     """Every pane of the case viewer at one slice: name -> RGB uint8, labelled with the
     orientation letters. Missing volumes (a model that was not run) are left out."""
+    maps = maps.display()  # model grids -> the display grid (once per CaseMaps)
     sp = maps.spacing
     out = {"input": viewer.render_pane(maps.input_hu, plane, index, window, sp)}
     for m in ("cmm", "fgm"):
@@ -531,6 +568,7 @@ def label_orientation(rgb: np.ndarray, plane: str, min_size: int = 256) -> np.nd
 
 def strongest_slice(maps, plane: str) -> int:
     """The slice with the largest anomaly, summed over both models' signed maps."""
+    maps = maps.display()
     total = None
     for s in maps.signed.values():
         total = np.abs(s) if total is None else total + np.abs(s)

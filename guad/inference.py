@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from guad import paths
 from guad.data import to_config_grid
-from guad.maps import CaseMaps, resample_to
+from guad.maps import CaseMaps
 from guad.models.configs import HDAEConfig
 from guad.models.hdae import HDAE, load_model
 from guad.preprocess.pipeline import CMM_SHAPE, FGM_SHAPE, Preprocessed, preprocess_ct
@@ -122,6 +122,7 @@ class ModelResult:
     signed: np.ndarray  # (X, Y, Z) HU on the config grid, cleaned signed map
     recon: np.ndarray  # (X, Y, Z) model units on the config grid
     image: np.ndarray  # (X, Y, Z) model units, the input the model saw
+    mask: np.ndarray  # (X, Y, Z) bool brain mask on the config grid
     seconds: float
 
 
@@ -142,7 +143,7 @@ def score_batch(lm: LoadedModel, inputs: list[ModelInput], seeds: list[int], sam
     for inp, r in zip(inputs, recon):
         diff = difference_map_hu(inp.image[0], r, inp.mask)
         s, signed = anomaly_score(diff, MIN_ABS_HU[lm.model], lm.min_voxels)
-        out.append(ModelResult(s, signed, r, inp.image[0], per_scan))
+        out.append(ModelResult(s, signed, r, inp.image[0], inp.mask, per_scan))
     return out
 
 
@@ -159,14 +160,18 @@ def resample_hu_to_grid(ct, affine: np.ndarray, shape: tuple[int, int, int]) -> 
     return out[0, 0].numpy()
 
 
+def display_input(ct, pp: Preprocessed) -> np.ndarray:
+    """The scan's HU on the FGM (display) grid, unmasked: the viewer's input pane."""
+    return resample_hu_to_grid(ct, pp.fgm_affine, tuple(pp.fgm.shape))
+
+
 def case_maps(ct, pp: Preprocessed, results: dict[str, ModelResult]) -> CaseMaps:
-    """Viewer volumes on the FGM display grid: input HU, each reconstruction in HU, signed maps."""
-    shape = tuple(pp.fgm.shape)
-    maps = CaseMaps(affine=pp.fgm_affine, input_hu=resample_hu_to_grid(ct, pp.fgm_affine, shape))
+    """Viewer volumes: the input HU on the FGM display grid; each model's reconstruction (HU,
+    inside the brain) and signed map on that model's own grid (CaseMaps.display() aligns them)."""
+    maps = CaseMaps(affine=pp.fgm_affine, input_hu=display_input(ct, pp))
     for m, r in results.items():
-        recon_hu = np.where(r.recon > 0, unit_to_hu(r.recon), 0.0).astype(np.float32)
-        maps.recon[m] = resample_to(recon_hu, shape)
-        maps.signed[m] = resample_to(r.signed, shape, nearest=True)
+        maps.recon[m] = np.where(r.mask, unit_to_hu(r.recon), 0.0).astype(np.float32)
+        maps.signed[m] = r.signed.astype(np.float32)
     return maps
 
 

@@ -44,20 +44,9 @@ if not has_case(root, name):
         try:
             from guad.inference import score_ct
             from guad.maps import save_case
-            if row["path"] and __import__("os").path.exists(row["path"]):
-                from guad.io import read_ct
-                ct = read_ct(row["path"])
-            else:
-                from guad.io import CTVolume
-                from guad.store import Store
-                from guad.synth import remake_scan
-                full = Store(c.db).scans().set_index("scan_id").loc[scan]
-                if full.get("seed") is None or str(full.get("seed")) in ("<NA>", "nan"):
-                    raise FileNotFoundError(f"{scan}: its file ({row['path']}) is missing and "
-                                            "it is not a synthetic scan that can be remade")
-                s = remake_scan({"scan_id": scan, **full.to_dict()})
-                ct = CTVolume(s.hu, s.affine, f"synthetic:{scan}")
-            result = score_ct(ct, _ui.models(), sampler=_ui.samplers(), seed=0,
+            ct = dashboard.scan_ct(c.db, scan)
+            from guad.commands.score import scan_seed  # the batch scorer's per-scan noise seed
+            result = score_ct(ct, _ui.models(), sampler=_ui.samplers(), seed=scan_seed(0, scan),
                               progress=lambda f, t: bar.progress(min(max(float(f), 0.0), 1.0),
                                                                   text=t))
             save_case(root, name, result.maps)

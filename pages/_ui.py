@@ -198,14 +198,20 @@ def open_in_viewer(scan_id: str) -> None:
 
 # ----------------------------------------------------------------------------- volumes, slices
 def maps_version(root: Path, name: str) -> float:
-    p = Path(root) / name / "input_hu.nii.gz"
+    p = Path(root) / name / "fgm_map.nii.gz"
     return p.stat().st_mtime if p.exists() else 0.0
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def load_maps(root: str, name: str, version: float):
-    from guad.maps import load_case
-    return load_case(root, name)
+    """Saved maps; a case saved without its input (the demo) gets it remade from the scan's
+    file or, for a synthetic scan, from its seed (guad.dashboard.remake_input)."""
+    from guad.maps import has_input, load_case
+    if has_input(root, name):
+        return load_case(root, name)
+    with st.spinner(f"Remaking the input of {name} from its file or seed…"):
+        hu, affine = dashboard.remake_input(settings().db, name)
+    return load_case(root, name, hu, affine)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

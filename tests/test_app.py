@@ -315,3 +315,36 @@ def test_on_demand_sampler_follows_the_store(db, tmp_path):
     store.ensure_run("fgm", "def", "x0", t0=500, seed=0)
     got = dashboard.samplers_for(dashboard.parse_settings(["--db", str(store.path)], environ={}))
     assert got == {"cmm": "ddim:10", "fgm": "x0"}
+
+
+def test_case_viewer_remakes_a_synthetic_input_saved_without_it(db, monkeypatch, tmp_path, tiny_checkpoints):
+    """The demo ships maps without inputs: the viewer remakes the input from the scan's seed and
+    matrix size, and shows it with both reconstructions and maps."""
+    import pandas as pd
+
+    from guad.inference import load_models, score_ct
+    from guad.io import CTVolume
+    from guad.maps import save_case
+    from guad.synth import generate_scan
+
+    new_db = tmp_path / "copy.duckdb"
+    new_db.write_bytes(Path(db).read_bytes())
+    store = Store(new_db)
+    store.import_tables(pd.DataFrame([{"scan_id": "synthetic-ich", "site": "siteA", "split": "test",
+                                       "label": "critical", "finding": "ich", "path": None, "lesion_ml": 5.0,
+                                       "seed": 4, "synth_size": 96}]))
+    scan = generate_scan(seed=4, finding="ich", size=96)
+    assert dashboard.scan_ct(new_db, "synthetic-ich").hu.shape == scan.hu.shape  # remade at its size
+    result = score_ct(CTVolume(scan.hu, scan.affine, "x"),
+                      load_models(tiny_checkpoints["cmm"], tiny_checkpoints["fgm"]), sampler="x0")
+    run = store.runs().iloc[0].run_id
+    store.write_scores(run, [{"scan_id": "synthetic-ich", "score": 1.0}])
+    save_case(new_db.parent / "maps", "synthetic-ich", result.maps, with_input=False)
+    monkeypatch.setenv("GUAD_DB", str(new_db))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.session_state["scan"] = "synthetic-ich"
+    at.switch_page(P["viewer"]).run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert len(at.get("image")) == 5  # input (remade), two reconstructions, two maps

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS scans (
     path        VARCHAR,            -- NIfTI file or DICOM folder; NULL for label-only imports
     lesion_ml   DOUBLE,             -- synthetic cohorts only
     seed        BIGINT,             -- synthetic cohorts only
+    synth_size  INTEGER,            -- synthetic cohorts only: in-plane matrix (remake_scan)
     imported_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
@@ -76,3 +77,6 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer  VARCHAR,
     created   TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
+
+-- Stores made before synth_size existed gain it here (idempotent).
+ALTER TABLE scans ADD COLUMN IF NOT EXISTS synth_size INTEGER;

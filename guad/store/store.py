@@ -55,7 +55,7 @@ SPLITS = ("train", "val", "test")
 MODELS = ("cmm", "fgm")
 VERDICTS = ("true_miss", "label_error", "not_critical", "other")  # a missed critical's review
 MANIFEST_REQUIRED = ("scan_id", "site", "split", "label")
-MANIFEST_OPTIONAL = ("finding", "path", "lesion_ml", "seed")
+MANIFEST_OPTIONAL = ("finding", "path", "lesion_ml", "seed", "size")
 SCORES_REQUIRED = ("scan_id", "model", "score")
 
 _LOCK_MARKERS = ("could not set lock", "different configuration")
@@ -194,14 +194,17 @@ class Store:
         the store. Returns counts {'scans': n, 'scores': n, 'runs': [run_id, ...]}."""
         scans = scans.copy()
         scans["path"] = [self._rel(p) for p in scans["path"]]
+        for col in ("lesion_ml", "seed", "synth_size"):  # optional for callers' own frames
+            if col not in scans:
+                scans[col] = None
         out = {"scans": len(scans), "scores": 0, "runs": []}
         with self.write() as con:
             con.execute(SCHEMA.read_text())
             con.register("new_scans", scans)
             con.execute("""
                 INSERT OR REPLACE INTO scans (scan_id, site, split, label, finding, path,
-                                              lesion_ml, seed)
-                SELECT scan_id, site, split, label, finding, path, lesion_ml, seed
+                                              lesion_ml, seed, synth_size)
+                SELECT scan_id, site, split, label, finding, path, lesion_ml, seed, synth_size
                 FROM new_scans""")
             if scores is not None and len(scores):
                 con.register("new_scores", scores)
@@ -439,7 +442,8 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     naming the file line for: a missing column, an empty scan_id or site, a duplicate
     scan_id, an unknown split or label, a non-numeric lesion_ml or seed.
     Returns a DataFrame with exactly the columns scan_id, site, split, label, finding, path,
-    lesion_ml (float64), seed (Int64), and a 'row' column (file line)."""
+    lesion_ml (float64), seed (Int64), synth_size (Int64, from the optional `size` column of a
+    synthetic manifest), and a 'row' column (file line)."""
     path = Path(path)
     df = _read_csv(path, "manifest")
     _check_columns(df, MANIFEST_REQUIRED, path, "manifest")
@@ -464,7 +468,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         if r.label not in LABELS:
             raise ImportDataError(f"{where} (scan {r.scan_id!r}): unknown label {r.label!r}; "
                                   f"expected one of {', '.join(LABELS)}")
-        for col, conv in (("lesion_ml", float), ("seed", int)):
+        for col, conv in (("lesion_ml", float), ("seed", int), ("size", int)):
             v = getattr(r, col)
             try:
                 if v:
@@ -479,6 +483,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     out["path"] = [str((path.parent / p).resolve()) if p else None for p in out["path"]]
     out["lesion_ml"] = pd.to_numeric(out["lesion_ml"].replace("", None)).astype("float64")
     out["seed"] = pd.to_numeric(out["seed"].replace("", None)).astype("Int64")
+    out["synth_size"] = pd.to_numeric(out.pop("size").replace("", None)).astype("Int64")
     out["row"] = [_line(i) for i in range(len(out))]
     return out
 

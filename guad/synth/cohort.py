@@ -20,7 +20,9 @@ from guad.synth.findings import BENIGN, CRITICAL
 from guad.synth.generator import SynthScan, generate_scan
 from guad.synth.subject import Site
 
-COLUMNS = ["scan_id", "path", "site", "split", "label", "finding", "lesion_ml", "seed"]
+# `size` (the in-plane matrix) is beyond the column list: with seed, finding and site
+# it is what remaking one scan alone needs (remake_scan).
+COLUMNS = ["scan_id", "path", "site", "split", "label", "finding", "lesion_ml", "seed", "size"]
 
 # Scanner characters. "internal" is where train/val come from.
 SITES: dict[str, Site] = {
@@ -116,7 +118,8 @@ def plan(preset: Preset, seed: int = 0, limit: int | None = None) -> list[dict]:
             rows.append({"scan_id": sid, "path": f"images/{sid}.nii.gz", "site": g.site,
                          "split": g.split, "label": label_of(f), "finding": f,
                          "lesion_ml": "",
-                         "seed": seed * 10_000_000 + (g_i + 1) * preset.seed_stride + j})
+                         "seed": seed * 10_000_000 + (g_i + 1) * preset.seed_stride + j,
+                         "size": preset.size})
     return rows
 
 
