@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "train": "train",
     "score": "score",
+    "maps": "maps",
     "import": "import_",
     "report": "report",
     "benchmark": "benchmark",

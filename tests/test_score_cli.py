@@ -94,3 +94,48 @@ def test_scan_seed_depends_only_on_job_seed_and_scan():
     assert scan_seed(0, "a") == scan_seed(0, "a")
     assert scan_seed(0, "a") != scan_seed(1, "a") != scan_seed(0, "b")
     assert 0 <= scan_seed(123, "x") < 2**31
+
+
+def test_maps_command_remakes_the_maps_the_scorer_saved(small_manifest, tiny_checkpoints, tmp_path):
+    """`guad maps` uses the store's runs (sampler, seed): its maps equal the scorer's own."""
+    import numpy as np
+
+    from guad.maps import has_input, load_case
+
+    db = tmp_path / "m.duckdb"
+    subprocess.run(score_cmd(small_manifest, db, tiny_checkpoints, "--maps", str(tmp_path / "a")), check=True)
+    sid = Store(db).scores().query("status == 'ok'").scan_id.iloc[0]
+    out = subprocess.run([sys.executable, "-m", "guad", "maps", "--db", str(db), "--scans", sid,
+                          "--out", str(tmp_path / "b"), "--no-input",
+                          "--cmm", str(tiny_checkpoints["cmm"]), "--fgm", str(tiny_checkpoints["fgm"])],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert not has_input(tmp_path / "b", sid)
+    a = load_case(tmp_path / "a", sid)
+    b = load_case(tmp_path / "b", sid, a.input_hu, a.affine)
+    for m in ("cmm", "fgm"):
+        np.testing.assert_array_equal(a.signed[m], b.signed[m])
+
+
+def test_demo_selection_lists_misses_first():
+    import pandas as pd
+
+    from guad.demo import select
+
+    rows = []
+    for i in range(40):  # validation: criticals score high, unremarkables low
+        crit = i % 4 == 0
+        rows.append({"scan_id": f"v{i:02d}", "split": "val", "label": "critical" if crit else "normal",
+                     "finding": "ich" if crit else "", "critical": crit,
+                     "score_cmm": 10.0 + i if crit else float(i % 7), "score_fgm": 10.0 + i if crit else float(i % 5)})
+    rows.append({"scan_id": "t-miss", "split": "test", "label": "critical", "finding": "sdh", "critical": True,
+                 "score_cmm": 0.0, "score_fgm": 0.0})
+    rows.append({"scan_id": "t-hit", "split": "test", "label": "critical", "finding": "sdh", "critical": True,
+                 "score_cmm": 99.0, "score_fgm": 99.0})
+    rows.append({"scan_id": "t-fp", "split": "test", "label": "normal", "finding": "", "critical": False,
+                 "score_cmm": 99.0, "score_fgm": 0.0})
+    rows.append({"scan_id": "t-tn", "split": "test", "label": "normal", "finding": "", "critical": False,
+                 "score_cmm": 0.0, "score_fgm": 0.0})
+    ids = select(pd.DataFrame(rows), per_group=1)
+    assert ids[0] == "t-miss" and ids[1] == "t-fp"
+    assert "t-hit" in ids and len(ids) == len(set(ids))
