@@ -104,9 +104,22 @@ def db_version(path: str | os.PathLike) -> float:
         return 0.0
 
 
+def demo_notice(settings: Settings) -> str | None:
+    """What the app says on every page while it shows the built-in demo: synthetic data, the
+    models and samplers that scored it, and how to open one's own store."""
+    if not settings.is_demo:
+        return None
+    samplers = samplers_for(settings) or {}
+    used = ", ".join(f"{m.upper()} {s}" for m, s in sorted(samplers.items())) or "not scored yet"
+    return ("**Built-in demo: every scan is synthetic** (generated from the MNI152 template by "
+            "`bash scripts/build_demo.sh`), not patient data. Scored by the shipped CPU models "
+            f"(data/weights/) with the sampler {used}. Your own store: "
+            "`streamlit run app.py -- --db FILE` or `GUAD_DB=FILE streamlit run app.py`.")
+
+
 def empty_state(settings: Settings, frame: pd.DataFrame | None, error: str | None = None) -> str | None:
     """The message the app shows instead of its pages when there is nothing to show, else None."""
-    what = ("the built-in demo store (synthetic scans, made by `python -m guad demo`; "
+    what = ("the built-in demo store (synthetic scans, made by `bash scripts/build_demo.sh`; "
             "not patient data)" if settings.is_demo else "the store you chose")
     how = ("Point the app at your own store with `streamlit run app.py -- --db FILE` or the "
            "environment variable `GUAD_DB=FILE`, or build one with "

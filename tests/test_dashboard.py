@@ -219,3 +219,19 @@ def test_add_scored_scan_lands_in_the_frame(tmp_path):
     assert f.loc["upload-x", "maps_path"] == str((tmp_path / "maps" / "upload-x").resolve())
     with pytest.raises(ValueError):
         dashboard.add_scored_scan(db, "y", "weird", None, {"cmm": 1, "fgm": 1})
+
+
+def test_demo_notice_says_synthetic_and_names_the_sampler(tmp_path):
+    from guad.paths import DEMO_DB
+    from guad.store import Store
+
+    own = dashboard.parse_settings(["--db", str(tmp_path / "x.duckdb")], environ={})
+    assert dashboard.demo_notice(own) is None
+    demo = dashboard.parse_settings([], environ={})
+    assert demo.is_demo
+    text = dashboard.demo_notice(demo)
+    assert "synthetic" in text and "--db" in text and "GUAD_DB" in text
+    if DEMO_DB.exists():
+        runs = Store(DEMO_DB).runs()
+        for sampler in runs.sampler:
+            assert sampler in text
