@@ -57,6 +57,8 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"            # auto | cpu | cuda
     resume: bool = True             # pick up out/last.pt when it is there
+    init: str | None = None         # warm start: weights (and EMA) from a model.pt of the same
+                                    #   config, fresh optimizer and schedule (continue shipped weights)
     stop_after: int | None = None   # leave abruptly after this step, no checkpoint (tests a kill)
     progress: bool = True
 
@@ -192,6 +194,12 @@ def train(tc: TrainConfig, dataset=None) -> dict:
                       "the data order changes from here", file=sys.stderr)
             log({"event": "resume", "step": start})
         else:
+            if tc.init:
+                ck = torch.load(tc.init, map_location=device, weights_only=True)
+                if ck["config"] != cfg.to_dict():
+                    raise InputError(tc.init, f"--init weights are not a {cfg.name} network")
+                model.load_state_dict(ck["model"])
+                ema.load_state_dict(ck["model"])
             log({"event": "start", "train_config": asdict(tc), "config": cfg.to_dict(),
                  "world_size": world, "n_train": len(dataset), "skipped": skipped})
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if use_cuda else None) \

@@ -154,3 +154,16 @@ def test_trains_from_a_synthetic_tiny_cohort(tmp_path):
     res = train(TrainConfig(model="fgm", config="tiny-fgm", out=str(tmp_path / "run"), steps=2,
                             progress=False), dataset=ts.dataset)
     assert res["step"] == 2
+
+
+def test_init_warm_starts_from_shipped_style_weights(tmp_path):
+    ds = memory_dataset("tiny-cmm", n=3)
+    common = dict(model="cmm", config="tiny-cmm", batch_size=2, ckpt_every=2, log_every=1, progress=False, seed=5)
+    train(TrainConfig(out=str(tmp_path / "a"), steps=4, **common), dataset=ds)
+    first = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    cont = train(TrainConfig(out=str(tmp_path / "c"), steps=2, init=str(tmp_path / "a" / "model.pt"), **common),
+                 dataset=ds)
+    fresh = train(TrainConfig(out=str(tmp_path / "d"), steps=2, **common), dataset=ds)
+    assert cont["params_hash"] != fresh["params_hash"]
+    other = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
+    assert other["config"] == first["config"]

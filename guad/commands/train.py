@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--no-resume", action="store_true", help="ignore <out>/last.pt")
+    parser.add_argument("--init", help="warm start from a model.pt of the same config (e.g. the shipped "
+                                       "weights): its weights and EMA, a fresh optimizer and schedule")
     parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: a kill
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     tc = TrainConfig(model=args.model, config=args.config, manifest=args.manifest, out=args.out,
                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min,
                      seed=args.seed, ckpt_every=args.ckpt_every, log_every=args.log_every,
-                     num_workers=args.workers, device=args.device, resume=not args.no_resume,
+                     num_workers=args.workers, device=args.device, resume=not args.no_resume, init=args.init,
                      stop_after=args.stop_after, progress=not args.no_progress)
     res = train(tc)
     if res.get("stopped"):
