@@ -101,7 +101,8 @@ def auroc_rows(method: str, cases: list[Case], scores: dict[str, np.ndarray], ex
 
 
 def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str, LoadedModel],
-        samplers: list[str], batch: int = 8, seed: int = 0, log=print) -> pd.DataFrame:
+        samplers: list[str], batch: int = 8, seed: int = 0, log=print,
+        t0: dict[str, int] | None = None) -> pd.DataFrame:
     """The whole table. `cases`: test scans; `ref`: validation normals (ensemble scale);
     `train`: training normals (template baseline)."""
     rows = []
@@ -119,15 +120,17 @@ def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str,
         scores, extra = {}, {}
         for m, lm in models.items():
             spec = SamplerSpec.parse(PAPER_SAMPLER[m] if name == "paper" else name)
-            vals, t0 = [], time.perf_counter()
+            vals, started = [], time.perf_counter()
             for i in range(0, len(everyone), batch):
                 chunk = everyone[i: i + batch]
-                res = score_batch(lm, [c.inputs[m] for c in chunk], [scan_seed(seed, c.scan_id) for c in chunk], str(spec))
+                res = score_batch(lm, [c.inputs[m] for c in chunk], [scan_seed(seed, c.scan_id) for c in chunk],
+                                  str(spec), t0=(t0 or {}).get(m))
                 vals += [r.score for r in res]
-            sec = (time.perf_counter() - t0) / len(everyone)
+            sec = (time.perf_counter() - started) / len(everyone)
             scores[m] = np.asarray(vals)
-            extra[m] = {"sampler": str(spec), "calls": spec.network_calls(lm.t0), "s_per_scan": sec}
-            log(f"{name} {m}: {sec:.2f} s/scan, {spec.network_calls(lm.t0)} calls")
+            t0_m = (t0 or {}).get(m) or lm.t0
+            extra[m] = {"sampler": str(spec), "t0": t0_m, "calls": spec.network_calls(t0_m), "s_per_scan": sec}
+            log(f"{name} {m}: {sec:.2f} s/scan, {spec.network_calls(t0_m)} calls")
         case_s = {m: v[:n] for m, v in scores.items()}
         ref_s = {m: v[n:] for m, v in scores.items()}
         extra["ensemble"] = {"calls": sum(e["calls"] for e in extra.values()),

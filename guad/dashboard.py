@@ -75,21 +75,36 @@ def parse_settings(argv: list[str] | None = None, environ: dict | None = None) -
                     sampler=args.sampler or environ.get("GUAD_SAMPLER") or None)
 
 
+def _latest_runs(settings: Settings) -> pd.DataFrame | None:
+    try:
+        from guad.store import Store
+
+        runs = Store(settings.db, read_timeout=5).runs() if Path(settings.db).exists() else None
+    except Exception:  # noqa: BLE001 - no store, or busy: callers fall back to the defaults
+        return None
+    if runs is None or runs.empty:
+        return None
+    return runs[runs["sampler"] != "import"].sort_values("started")
+
+
+def t0s_for(settings: Settings) -> dict[str, int] | None:
+    """The noise level on-demand scoring starts from per model: the store's latest run's."""
+    runs = _latest_runs(settings)
+    if runs is None:
+        return None
+    out = {m: int(g["t0"].iloc[-1]) for m, g in runs.groupby("model") if pd.notna(g["t0"].iloc[-1])}
+    return out or None
+
+
 def samplers_for(settings: Settings) -> dict[str, str] | None:
     """The sampler on-demand scoring uses per model: the one asked for, else the one that made
     the store's latest run of that model (so a recomputed map matches the stored score), else
     None (each model's paper sampler)."""
     if settings.sampler:
         return {"cmm": settings.sampler, "fgm": settings.sampler}
-    try:
-        from guad.store import Store
-
-        runs = Store(settings.db, read_timeout=5).runs() if Path(settings.db).exists() else None
-    except Exception:  # noqa: BLE001 - no store, or busy: fall back to the paper's samplers
-        runs = None
-    if runs is None or runs.empty:
+    runs = _latest_runs(settings)
+    if runs is None:
         return None
-    runs = runs[runs["sampler"] != "import"].sort_values("started")
     out = {m: str(g["sampler"].iloc[-1]) for m, g in runs.groupby("model")}
     return out or None
 
@@ -110,7 +125,9 @@ def demo_notice(settings: Settings) -> str | None:
     if not settings.is_demo:
         return None
     samplers = samplers_for(settings) or {}
-    used = ", ".join(f"{m.upper()} {s}" for m, s in sorted(samplers.items())) or "not scored yet"
+    t0s = t0s_for(settings) or {}
+    used = ", ".join(f"{m.upper()} {s}" + (f" from t0 = {t0s[m]}" if m in t0s else "")
+                     for m, s in sorted(samplers.items())) or "not scored yet"
     return ("**Built-in demo: every scan is synthetic** (generated from the MNI152 template by "
             "`bash scripts/build_demo.sh`), not patient data. Scored by the shipped CPU models "
             f"(data/weights/) with the sampler {used}. Your own store: "

@@ -127,8 +127,9 @@ class ModelResult:
 
 
 def score_batch(lm: LoadedModel, inputs: list[ModelInput], seeds: list[int], sampler: str | None = None,
-                progress: Callable[[int, int], None] | None = None) -> list[ModelResult]:
-    """Reconstruct and score a batch of scans with one model. Deterministic per scan and seed."""
+                progress: Callable[[int, int], None] | None = None, t0: int | None = None) -> list[ModelResult]:
+    """Reconstruct and score a batch of scans with one model. Deterministic per scan and seed.
+    t0: the noise level to start from (default: the model config's, 400 CMM / 500 FGM)."""
     spec = SamplerSpec.parse(sampler or PAPER_SAMPLER[lm.model])
     t_start = time.perf_counter()
     x = torch.from_numpy(np.stack([i.image for i in inputs])).to(lm.device)  # (B, 1, X, Y, Z)
@@ -136,7 +137,7 @@ def score_batch(lm: LoadedModel, inputs: list[ModelInput], seeds: list[int], sam
     if lm.cfg.in_channels == 2:
         anat = torch.from_numpy(np.stack([i.anatomy for i in inputs])).to(lm.device)
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=lm.device.type == "cuda"):
-        recon = reconstruct(lm.net, x, t0=lm.t0, sampler=spec, seeds=seeds, anatomy=anat, progress=progress)
+        recon = reconstruct(lm.net, x, t0=t0 or lm.t0, sampler=spec, seeds=seeds, anatomy=anat, progress=progress)
     recon = recon.float().cpu().numpy()[:, 0]
     per_scan = (time.perf_counter() - t_start) / len(inputs)
     out = []
@@ -185,13 +186,14 @@ class ScanResult:
 
 
 def score_ct(ct, models: dict[str, LoadedModel], sampler: str | dict | None = None, seed: int = 0,
-             progress: Callable[[float, str], None] | None = None) -> ScanResult:
+             progress: Callable[[float, str], None] | None = None, t0: int | dict | None = None) -> ScanResult:
     """Score one CTVolume with both models. progress(fraction, text) for progress bars.
 
     sampler: one name for both models, a {model: name} dict, or None -> each model's paper
-    sampler (ddpm for CMM, ddim for FGM).
+    sampler (ddpm for CMM, ddim for FGM). t0: likewise one number, a dict, or None (configs').
     """
     per_model = dict(sampler) if isinstance(sampler, dict) else {m: sampler for m in MODELS}
+    t0_of = dict(t0) if isinstance(t0, dict) else {m: t0 for m in MODELS}
     report = progress or (lambda frac, text: None)
     t_start = time.perf_counter()
     report(0.0, "pre-processing")
@@ -205,7 +207,7 @@ def score_ct(ct, models: dict[str, LoadedModel], sampler: str | dict | None = No
         def step(done, total, k=k, name=name):
             report((k + done / total) / len(names), f"{name.upper()}: step {done}/{total}")
 
-        results[name] = score_batch(lm, [inp], [seed], per_model.get(name), progress=step)[0]
+        results[name] = score_batch(lm, [inp], [seed], per_model.get(name), progress=step, t0=t0_of.get(name))[0]
     report(1.0, "done")
     return ScanResult(
         scores={m: r.score for m, r in results.items()},

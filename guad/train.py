@@ -219,6 +219,8 @@ def train(tc: TrainConfig, dataset=None) -> dict:
                    "step": step, "data_position": step * world * bs, "world_size": world,
                    "rng": {"torch": torch.get_rng_state()},
                    "train_config": {k: v for k, v in asdict(tc).items() if v is not None}}, ckpt_path)
+            # the EMA weights alone, usable for inference at any checkpoint
+            _save({"config": cfg.to_dict(), "model": ema.state_dict(), "step": step}, out / "model.pt")
 
         from tqdm import tqdm
         bar = tqdm(total=tc.steps, initial=start, disable=not (master and tc.progress),

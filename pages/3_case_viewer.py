@@ -46,7 +46,7 @@ if not has_case(root, name):
             from guad.maps import save_case
             ct = dashboard.scan_ct(c.db, scan)
             from guad.commands.score import scan_seed  # the batch scorer's per-scan noise seed
-            result = score_ct(ct, _ui.models(), sampler=_ui.samplers(), seed=scan_seed(0, scan),
+            result = score_ct(ct, _ui.models(), sampler=_ui.samplers(), t0=_ui.t0s(), seed=scan_seed(0, scan),
                               progress=lambda f, t: bar.progress(min(max(float(f), 0.0), 1.0),
                                                                   text=t))
             save_case(root, name, result.maps)

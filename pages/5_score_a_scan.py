@@ -57,7 +57,7 @@ if ct is not None:
         bar = st.progress(0.0, text="Loading the models…")
         try:
             from guad.inference import score_ct
-            result = score_ct(ct, _ui.models(), sampler=_ui.samplers(), seed=0,
+            result = score_ct(ct, _ui.models(), sampler=_ui.samplers(), t0=_ui.t0s(), seed=0,
                               progress=lambda f, t: bar.progress(min(max(float(f), 0.0), 1.0),
                                                                   text=t))
             bar.progress(1.0, text=f"Scored in {result.seconds:.1f} s")

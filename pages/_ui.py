@@ -235,6 +235,11 @@ def models():
     return _models(str(s.cmm) if s.cmm else None, str(s.fgm) if s.fgm else None)
 
 
+def t0s():
+    """Per-model t0 for on-demand scoring: the store's latest runs' (guad.dashboard.t0s_for)."""
+    return dashboard.t0s_for(settings())
+
+
 def samplers():
     """Per-model sampler for on-demand scoring (see guad.dashboard.samplers_for)."""
     return dashboard.samplers_for(settings())

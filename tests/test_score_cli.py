@@ -139,3 +139,20 @@ def test_demo_selection_lists_misses_first():
     ids = select(pd.DataFrame(rows), per_group=1)
     assert ids[0] == "t-miss" and ids[1] == "t-fp"
     assert "t-hit" in ids and len(ids) == len(set(ids))
+
+
+def test_t0_option_is_recorded_and_parsed():
+    from guad.commands.score import parse_t0
+
+    class M:
+        def __init__(self, t0):
+            self.t0 = t0
+
+    models = {"cmm": M(400), "fgm": M(500)}
+    assert parse_t0(None, models) == {"cmm": 400, "fgm": 500}
+    assert parse_t0("250", models) == {"cmm": 250, "fgm": 250}
+    assert parse_t0("fgm=300", models) == {"cmm": 400, "fgm": 300}
+    with pytest.raises(ValueError):
+        parse_t0("ct=3", models)
+    with pytest.raises(ValueError):
+        parse_t0("0", models)

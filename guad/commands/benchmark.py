@@ -26,6 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--per-class", type=int, default=100, help="critical and unremarkable test scans each (default 100)")
     p.add_argument("--ref", type=int, default=50, help="validation normals for the ensemble scale (default 50)")
     p.add_argument("--train", type=int, default=50, help="training normals for the template baseline (default 50)")
+    p.add_argument("--t0", default=None, help="noise level: N for both, or cmm=N,fgm=M (default: each config's)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for benchmark.csv (every row) and summary.csv")
@@ -53,7 +54,9 @@ def run(args) -> int:
     ref_c = benchmark.load_cases(ref, models, manifest.parent, log)
     train_c = benchmark.load_cases(train, models, manifest.parent, log)
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    table = benchmark.run(cases, ref_c, train_c, models, samplers, batch=args.batch, log=log)
+    from guad.commands.score import parse_t0
+    table = benchmark.run(cases, ref_c, train_c, models, samplers, batch=args.batch, log=log,
+                          t0=parse_t0(args.t0, models))
     summ = benchmark.summary(table)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
         print(summ.to_string(index=False))

@@ -67,7 +67,8 @@ def run(args) -> int:
         if r.checkpoint_hash != lm.hash:
             raise GuadError(f"{lm.path}: checkpoint hash {lm.hash} differs from the store's {m.upper()} run "
                             f"({r.checkpoint_hash}); pass the checkpoint that scored the store")
-        plan[m] = (str(r.sampler), int(r.seed) if r.seed == r.seed and r.seed is not None else 0)
+        plan[m] = (str(r.sampler), int(r.seed) if r.seed == r.seed and r.seed is not None else 0,
+                   int(r.t0) if r.t0 == r.t0 and r.t0 is not None else None)
     todo = [s for s in ids if args.overwrite or not has_case(out, s)]
     print(f"{len(ids)} scans selected, {len(todo)} to compute into {out}", file=sys.stderr)
     failed = 0
@@ -77,8 +78,8 @@ def run(args) -> int:
             pp = preprocess_ct(ct)
             results = {}
             for m, lm in models.items():
-                sampler, seed = plan[m]
-                results[m] = score_batch(lm, [model_input(pp, lm.cfg)], [scan_seed(seed, sid)], sampler)[0]
+                sampler, seed, t0 = plan[m]
+                results[m] = score_batch(lm, [model_input(pp, lm.cfg)], [scan_seed(seed, sid)], sampler, t0=t0)[0]
             save_case(out, sid, case_maps(ct, pp, results), with_input=not args.no_input)
         except Exception as exc:  # noqa: BLE001 - one bad scan never stops the rest
             failed += 1

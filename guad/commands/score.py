@@ -35,6 +35,8 @@ def add_arguments(p) -> None:
     p.add_argument("--fgm", help="FGM checkpoint (default: shipped data/weights/cpu-fgm.pt)")
     p.add_argument("--sampler", default=None,
                    help="ddpm | ddim | ddim:K | x0 for both models (default: the paper's, ddpm for CMM, ddim for FGM)")
+    p.add_argument("--t0", default=None,
+                   help="noise level(s) to start from: one number for both, or cmm=N,fgm=M (default: each config's)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default: cuda when available)")
     p.add_argument("--maps", help="folder to save per-scan viewer maps (input, reconstructions, signed maps)")
     p.add_argument("--splits", default="val,test", help="comma-separated splits to score (default: val,test)")
@@ -47,6 +49,21 @@ def add_arguments(p) -> None:
 def scan_seed(seed: int, scan_id: str) -> int:
     """A per-scan noise seed that depends only on the job seed and the scan id."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{scan_id}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def parse_t0(text: str | None, models: dict) -> dict[str, int]:
+    """'300' -> both models; 'cmm=300,fgm=250' -> per model; None -> each config's own t0."""
+    out = {m: lm.t0 for m, lm in models.items()}
+    if text:
+        for part in str(text).split(","):
+            name, _, val = part.rpartition("=")
+            for m in ([name.strip()] if name else list(out)):
+                if m not in out:
+                    raise ValueError(f"--t0: unknown model {m!r}")
+                out[m] = int(val)
+                if not 1 <= out[m] <= 1000:
+                    raise ValueError(f"--t0 must be in 1..1000, got {out[m]}")
+    return out
 
 
 def _rank() -> tuple[int, int]:
@@ -79,10 +96,11 @@ def run(args) -> int:
             time.sleep(0.5)
 
     models = load_models(args.cmm, args.fgm, device=device)
+    t0s = parse_t0(args.t0, models)
     runs = {}
     for name, lm in models.items():
         spec = SamplerSpec.parse(args.sampler or PAPER_SAMPLER[name])
-        runs[name] = store.ensure_run(name, lm.hash, str(spec), t0=lm.t0, seed=args.seed,
+        runs[name] = store.ensure_run(name, lm.hash, str(spec), t0=t0s[name], seed=args.seed,
                                       params={"config": lm.cfg.name, "min_voxels": lm.min_voxels})
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     todo: dict[str, set[str]] = {}
@@ -123,7 +141,7 @@ def run(args) -> int:
                 continue
             inputs = [model_input(pp, lm.cfg) for _, pp in mine]
             seeds = [scan_seed(args.seed, sid) for sid, _ in mine]
-            out = score_batch(lm, inputs, seeds, args.sampler)
+            out = score_batch(lm, inputs, seeds, args.sampler, t0=t0s[name])
             for (sid, _), r in zip(mine, out):
                 results[sid][name] = r
                 rows[name].append({"scan_id": sid, "score": r.score, "status": "ok", "seconds": r.seconds})

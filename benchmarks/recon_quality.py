@@ -1,0 +1,114 @@
+"""How closely the shipped models reconstruct held-out normals, and a figure.
+
+    python benchmarks/recon_quality.py --manifest data/cohorts/demo/manifest.csv \
+        [--n 20] [--samplers x0,ddim:10] [--figure docs/figures/reconstruction.png]
+
+Prints, per model and sampler, the mean absolute error in HU inside the brain between the
+input and its reconstruction from t0 (400 CMM, 500 FGM) on validation normals (never trained
+on), and the same for a trivial reconstruction: the mean training image (the template
+baseline). Writes a figure: input, each model's reconstruction and difference for a normal and
+for an intraparenchymal bleed, at brain window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from guad.commands.score import scan_seed  # noqa: E402
+from guad.inference import load_models, model_input, score_batch  # noqa: E402
+from guad.io import read_ct  # noqa: E402
+from guad.preprocess import preprocess_ct  # noqa: E402
+from guad.viewer import apply_window, take_slice  # noqa: E402
+
+
+def load(manifest: Path, rows: pd.DataFrame, models):
+    out = []
+    for r in rows.itertuples():
+        pp = preprocess_ct(read_ct(manifest.parent / r.path))
+        out.append((r.scan_id, {m: model_input(pp, lm.cfg) for m, lm in models.items()}))
+    return out
+
+
+def mae_hu(inp, recon) -> float:
+    m = inp.mask
+    return float(np.abs(inp.image[0][m] - recon[m]).mean() * 100.0)
+
+
+def figure(path: Path, cases: dict, models, sampler: str) -> None:
+    """Rows: a normal and a bleed; columns: input, then per model reconstruction and |diff|."""
+    from PIL import Image, ImageDraw
+
+    tiles = []
+    for name, (sid, inputs) in cases.items():
+        row = []
+        for m, lm in models.items():
+            r = score_batch(lm, [inputs[m]], [scan_seed(0, sid)], sampler)[0]
+            k = int(np.argmax(np.abs(r.signed).sum(axis=(0, 1)))) if np.abs(r.signed).sum() else r.image.shape[2] // 2
+            img = apply_window(take_slice(r.image * 100 - 10, "axial", k), 80, 40)
+            rec = apply_window(take_slice(np.where(r.mask, r.recon * 100 - 10, -10), "axial", k), 80, 40)
+            diff = np.clip(np.abs(take_slice((r.image - r.recon) * 100 * r.mask, "axial", k)) * 255 / 40, 0, 255).astype(np.uint8)
+            if m == "cmm":
+                row.append((f"{name} input (CMM grid)", img))
+            row += [(f"{m.upper()} reconstruction", rec), (f"{m.upper()} |diff| 0-40 HU", diff)]
+        tiles.append(row)
+    size = 192
+    canvas = Image.new("RGB", (size * len(tiles[0]), (size + 16) * len(tiles)), "black")
+    d = ImageDraw.Draw(canvas)
+    for i, row in enumerate(tiles):
+        for j, (label, a) in enumerate(row):
+            canvas.paste(Image.fromarray(a).resize((size, size), Image.NEAREST).convert("RGB"), (j * size, i * (size + 16) + 16))
+            d.text((j * size + 3, i * (size + 16) + 2), label, fill=(255, 255, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--cmm")
+    p.add_argument("--fgm")
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--samplers", default="x0,ddim:10")
+    p.add_argument("--t0s", default="", help="comma-separated noise levels to try besides each config's (e.g. 100,200)")
+    p.add_argument("--figure")
+    args = p.parse_args()
+    torch.set_grad_enabled(False)
+    manifest = Path(args.manifest)
+    m = pd.read_csv(manifest, dtype=str, keep_default_na=False).sort_values("scan_id")
+    models = load_models(args.cmm, args.fgm)
+    val = load(manifest, m[(m.split == "val") & (m.label == "normal")].head(args.n), models)
+    train = load(manifest, m[(m.split == "train")].head(args.n), models)
+    rows = []
+    for mdl, lm in models.items():
+        mean = np.mean([inp[mdl].image[0] for _, inp in train], axis=0)
+        rows.append({"model": mdl, "method": "mean training image", "calls": 0,
+                     "MAE HU": np.mean([mae_hu(inp[mdl], mean) for _, inp in val])})
+        from guad.sampling import SamplerSpec
+        t0s = [lm.t0] + [int(t) for t in args.t0s.split(",") if t.strip()]
+        for t0 in t0s:
+            for s in args.samplers.split(","):
+                res = score_batch(lm, [inp[mdl] for _, inp in val], [scan_seed(0, sid) for sid, _ in val], s, t0=t0)
+                rows.append({"model": mdl, "method": f"reconstruction {s} from t0={t0}",
+                             "calls": SamplerSpec.parse(s).network_calls(t0),
+                             "MAE HU": np.mean([mae_hu(inp[mdl], r.recon) for (_, inp), r in zip(val, res)])})
+    print(f"mean absolute error inside the brain, {len(val)} validation normals")
+    print(pd.DataFrame(rows).round(2).to_string(index=False))
+    if args.figure:
+        crit = m[(m.split == "val") & (m.finding == "ich")]
+        crit = crit.assign(ml=crit.lesion_ml.astype(float)).sort_values("ml", ascending=False).head(1)
+        cases = {"normal": val[0], "bleed": load(manifest, crit, models)[0]}
+        figure(Path(args.figure), cases, models, args.samplers.split(",")[-1])
+        print(f"wrote {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
