@@ -242,7 +242,7 @@ def test_score_a_scan_scores_shows_and_adds_to_the_store(db, monkeypatch, tmp_pa
     fake = types.ModuleType("guad.inference")
     fake.load_models = lambda cmm=None, fgm=None, device=None: "models"
 
-    def score_ct(ct, models, sampler=None, seed=0, progress=None):
+    def score_ct(ct, models, sampler=None, seed=0, progress=None, t0=None):
         progress(0.5, "half way")
         return FakeResult(maps)
 
