@@ -42,7 +42,7 @@ def mae_hu(inp, recon) -> float:
     return float(np.abs(inp.image[0][m] - recon[m]).mean() * 100.0)
 
 
-def figure(path: Path, cases: dict, models, sampler: str) -> None:
+def figure(path: Path, cases: dict, models, sampler: str, t0: int | None = None) -> None:
     """Rows: a normal and a bleed; columns: input, then per model reconstruction and |diff|."""
     from PIL import Image, ImageDraw
 
@@ -50,7 +50,7 @@ def figure(path: Path, cases: dict, models, sampler: str) -> None:
     for name, (sid, inputs) in cases.items():
         row = []
         for m, lm in models.items():
-            r = score_batch(lm, [inputs[m]], [scan_seed(0, sid)], sampler)[0]
+            r = score_batch(lm, [inputs[m]], [scan_seed(0, sid)], sampler, t0=t0)[0]
             k = int(np.argmax(np.abs(r.signed).sum(axis=(0, 1)))) if np.abs(r.signed).sum() else r.image.shape[2] // 2
             img = apply_window(take_slice(r.image * 100 - 10, "axial", k), 80, 40)
             rec = apply_window(take_slice(np.where(r.mask, r.recon * 100 - 10, -10), "axial", k), 80, 40)
@@ -79,6 +79,7 @@ def main() -> int:
     p.add_argument("--samplers", default="x0,ddim:10")
     p.add_argument("--t0s", default="", help="comma-separated noise levels to try besides each config's (e.g. 100,200)")
     p.add_argument("--figure")
+    p.add_argument("--figure-t0", type=int, default=None, help="t0 of the figure's reconstructions (default: each config's)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     manifest = Path(args.manifest)
@@ -105,7 +106,7 @@ def main() -> int:
         crit = m[(m.split == "val") & (m.finding == "ich")]
         crit = crit.assign(ml=crit.lesion_ml.astype(float)).sort_values("ml", ascending=False).head(1)
         cases = {"normal": val[0], "bleed": load(manifest, crit, models)[0]}
-        figure(Path(args.figure), cases, models, args.samplers.split(",")[-1])
+        figure(Path(args.figure), cases, models, args.samplers.split(",")[-1], args.figure_t0)
         print(f"wrote {args.figure}")
     return 0
 
