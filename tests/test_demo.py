@@ -17,7 +17,10 @@ import pytest
 from guad import cutoffs, dashboard, metrics
 from guad.paths import DEMO_DB
 
-pytestmark = pytest.mark.browser
+# The demo store is built by scripts/build_demo.sh (issue #7); until it ships these tests
+# cannot run, and they say so instead of failing every CI run.
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not DEMO_DB.exists(), reason="no demo store yet: bash scripts/build_demo.sh (issue #7)")]
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
