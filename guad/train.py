@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from guad.diffusion import TRAIN_T_MAX, NoiseSchedule
 from guad.errors import InputError
-from guad.models.configs import HDAEConfig, get_config
+from guad.models.configs import get_config
 from guad.models.hdae import HDAE
 
 

@@ -3,7 +3,7 @@
 
 import streamlit as st
 
-from guad import dashboard, report
+from guad import dashboard
 from pages import _ui
 
 c = _ui.ctx()
@@ -21,14 +21,8 @@ def scan_changed():
 
 scan = st.selectbox("Scan", ids, key=_ui._bind("scan"), on_change=scan_changed)
 row = df.set_index("scan_id").loc[scan]
-v = dashboard.score_verdict(row["score_cmm"], row["score_fgm"], op)
 m = st.columns([1, 1, 1, 3])
-m[0].metric("CMM score", _ui.fmt_score(row["score_cmm"]),
-            f"{'≤' if v['cmm_below'] else '>'} cut-off {report.fmt_cutoff(op.c_cmm)}",
-            delta_color="off")
-m[1].metric("FGM score", _ui.fmt_score(row["score_fgm"]),
-            f"{'≤' if v['fgm_below'] else '>'} cut-off {report.fmt_cutoff(op.c_fgm)}",
-            delta_color="off")
+v = _ui.score_metrics(m, row["score_cmm"], row["score_fgm"], op)
 m[2].metric("Class", row["label"], row["finding"] or "no finding", delta_color="off")
 (m[3].success if v["excluded"] else m[3].info)(
     f"At {dashboard.op_label(op)}: {v['text']}. Site {row['site']}, split {row['split']}.")

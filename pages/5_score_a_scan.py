@@ -4,7 +4,7 @@ store."""
 
 import streamlit as st
 
-from guad import dashboard, report
+from guad import dashboard
 from guad.errors import InputError
 from pages import _ui
 
@@ -72,14 +72,8 @@ if result is not None:
     sc = result.scores
     op = c.op
     if op is not None:
-        v = dashboard.score_verdict(sc["cmm"], sc["fgm"], op)
         m = st.columns([1, 1, 3])
-        m[0].metric("CMM score", _ui.fmt_score(sc["cmm"]),
-                    f"{'≤' if v['cmm_below'] else '>'} {report.fmt_cutoff(op.c_cmm)}",
-                    delta_color="off")
-        m[1].metric("FGM score", _ui.fmt_score(sc["fgm"]),
-                    f"{'≤' if v['fgm_below'] else '>'} {report.fmt_cutoff(op.c_fgm)}",
-                    delta_color="off")
+        v = _ui.score_metrics(m, sc["cmm"], sc["fgm"], op)
         (m[2].success if v["excluded"] else m[2].warning)(f"At {dashboard.op_label(op)}: {v['text']}.")
     else:
         st.write(f"CMM {_ui.fmt_score(sc['cmm'])}, FGM {_ui.fmt_score(sc['fgm'])} "

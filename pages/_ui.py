@@ -245,6 +245,17 @@ def samplers():
     return dashboard.samplers_for(settings())
 
 
+def score_metrics(cols, score_cmm: float, score_fgm: float, op) -> dict:
+    """Both scores as metrics in cols[0], cols[1], each against its cut-off; returns the verdict."""
+    from guad import report
+    v = dashboard.score_verdict(score_cmm, score_fgm, op)
+    for col, name, score, cut, below in ((cols[0], "CMM", score_cmm, op.c_cmm, v["cmm_below"]),
+                                        (cols[1], "FGM", score_fgm, op.c_fgm, v["fgm_below"])):
+        col.metric(f"{name} score", fmt_score(score),
+                   f"{'≤' if below else '>'} cut-off {report.fmt_cutoff(cut)}", delta_color="off")
+    return v
+
+
 def fmt_score(x: float) -> str:
     return "missing" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.5g}"
 

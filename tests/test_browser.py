@@ -4,7 +4,6 @@ a slice slider, checks that no exception box or traceback appears and that the n
 and saves a screenshot per page (GUAD_SCREENSHOTS=docs/screenshots to keep them)."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

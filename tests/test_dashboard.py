@@ -5,7 +5,6 @@ import json
 import math
 import zipfile
 
-import numpy as np
 import pandas as pd
 import pytest
 

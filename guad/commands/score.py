@@ -23,7 +23,6 @@ import hashlib
 import os
 import sys
 import time
-from pathlib import Path
 
 HELP = "score a manifest's scans with CMM and FGM into the DuckDB store (resumable, batched, sharded)"
 

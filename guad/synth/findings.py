@@ -287,7 +287,7 @@ class Mass(Finding):
         e = ((1 - q) * 4).clamp(0, 1) * (0.35 + 0.65 * wm)
         td = cv.field_of("tissue_delta")
         td[sl] = td[sl] - self.edema * e
-        w = paint_blob(cv, self.centre, self.radius, self.hu, irregular=0.2)
+        paint_blob(cv, self.centre, self.radius, self.hu, irregular=0.2)
         if self.radius > 14 and self.rng.uniform() < 0.5:  # necrotic centre
             paint_blob(cv, self.centre, self.radius * 0.45, 18.0, lesion=False, irregular=0.3)
         cv.add_lesion((e > 0.5).float() * (wm > 0.4).float(), sl)

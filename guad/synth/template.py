@@ -299,9 +299,8 @@ def _landmarks(vent: np.ndarray, origin: np.ndarray) -> dict[str, np.ndarray]:
     """Pineal gland and choroid plexus glomera, placed from the template's ventricles."""
     idx = np.argwhere(vent) + origin
     x, y, z = idx.T
-    mid = idx[(np.abs(x) < 3) & (z > -10) & (z < 15) & (y > -45)]  # third ventricle
-    post = mid[np.argmin(mid[:, 1])] if len(mid) else np.array([0.0, -30.0, 2.0])
-    pineal = np.array([0.0, -32.0, 1.0])  # the rule above lands too far back; textbook MNI
+    # a rule from the third ventricle landed the pineal too far back: textbook MNI position
+    pineal = np.array([0.0, -32.0, 1.0])
     glom = []
     for s in (-1, 1):
         side = idx[(x * s > 8)]
