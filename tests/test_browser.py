@@ -111,7 +111,6 @@ def metrics_text(page) -> list[str]:
 
 def test_every_page_in_a_real_browser(server, page, shots):
     url, maps_scan = server
-    t0 = time.monotonic()
     page.goto(url + "/operating-point")
     settle(page)
     page.wait_for_selector("[data-testid='stMetricValue']")
@@ -159,4 +158,3 @@ def test_every_page_in_a_real_browser(server, page, shots):
     assert "Score a scan" in page.inner_text("body")
     assert_clean(page)
     page.screenshot(path=str(shots / "5_score_a_scan.png"), full_page=True)
-    assert time.monotonic() - t0 < 60
