@@ -75,11 +75,17 @@ def template_scores(train: list[Case], cases: list[Case], models: dict[str, Load
 
 
 def ensemble(ref: dict[str, np.ndarray], s: dict[str, np.ndarray]) -> np.ndarray:
-    """max over models of the score's empirical quantile among the reference normals."""
+    """max over models of the score's mid-rank quantile among the reference normals.
+
+    Mid-rank, because the paper's score is often exactly 0 (nothing left after the threshold
+    and the 75-voxel rule): with "fraction <= score" every 0 would map to 1.0 when most
+    reference scores are 0, and the max would drown the other model."""
     q = []
     for m in s:
         r = np.sort(ref[m])
-        q.append(np.searchsorted(r, s[m], side="right") / max(len(r), 1))
+        lo = np.searchsorted(r, s[m], side="left")
+        hi = np.searchsorted(r, s[m], side="right")
+        q.append((lo + hi) / 2.0 / max(len(r), 1))
     return np.max(q, axis=0)
 
 

@@ -16,6 +16,14 @@ def test_ensemble_is_the_larger_reference_quantile():
     np.testing.assert_allclose(ensemble(ref, s), [0.75, 0.5, 1.0])
 
 
+def test_ensemble_ties_at_zero_do_not_saturate():
+    # most reference CMM scores are exactly 0: a 0 must not rank above every FGM score
+    ref = {"cmm": np.array([0.0, 0, 0, 5]), "fgm": np.array([1.0, 2, 3, 4])}
+    s = {"cmm": np.array([0.0, 0.0]), "fgm": np.array([0.5, 10.0])}
+    e = ensemble(ref, s)
+    assert e[0] < e[1] and e[1] == 1.0
+
+
 def test_benchmark_command_prints_every_sampler_and_baseline(tiny_cohort, tiny_checkpoints, tmp_path):
     out = subprocess.run([sys.executable, "-m", "guad", "benchmark", "--manifest", str(tiny_cohort / "manifest.csv"),
                           "--cmm", str(tiny_checkpoints["cmm"]), "--fgm", str(tiny_checkpoints["fgm"]),
