@@ -31,15 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from monai.networks.schedulers import DDPMScheduler
+from guad.diffusion import make_scheduler
 
-T_TRAIN = 1000
 SAMPLERS = ("ddpm", "ddim", "ddim:K", "x0")
-
-
-def make_schedule() -> DDPMScheduler:
-    """The paper's schedule: linear betas 1e-4 .. 2e-2, T = 1000 (values from MONAI)."""
-    return DDPMScheduler(num_train_timesteps=T_TRAIN, schedule="linear_beta", beta_start=1e-4, beta_end=2e-2)
 
 
 @dataclass(frozen=True)
@@ -106,7 +100,7 @@ def reconstruct(
     spec = sampler if isinstance(sampler, SamplerSpec) else SamplerSpec.parse(sampler)
     if len(seeds) != x0.shape[0]:
         raise ValueError(f"need one seed per scan: {len(seeds)} seeds for batch {x0.shape[0]}")
-    sched = make_schedule()
+    sched = make_scheduler()  # the paper's schedule (guad.diffusion), values from MONAI
     device = x0.device
     acp = sched.alphas_cumprod.to(device=device, dtype=torch.float64)
     betas = sched.betas.to(device=device, dtype=torch.float64)

@@ -5,7 +5,8 @@ import torch
 
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from guad.sampling import SamplerSpec, make_schedule, reconstruct, seeded_noise
+from guad.diffusion import make_scheduler
+from guad.sampling import SamplerSpec, reconstruct, seeded_noise
 
 
 class ToyModel(torch.nn.Module):
@@ -64,7 +65,7 @@ def test_full_ddim_equals_monai_ddim_scheduler(scan):
 
 
 def test_schedule_is_the_papers():
-    s = make_schedule()
+    s = make_scheduler()
     assert s.betas[0].item() == pytest.approx(1e-4) and s.betas[-1].item() == pytest.approx(2e-2)
     assert len(s.betas) == 1000
 
