@@ -59,6 +59,8 @@ class TrainConfig:
     resume: bool = True             # pick up out/last.pt when it is there
     init: str | None = None         # warm start: weights (and EMA) from a model.pt of the same
                                     #   config, fresh optimizer and schedule (continue shipped weights)
+    end_at: int | None = None       # finish cleanly at this step of the `steps`-long schedule
+                                    #   (checkpoint + model.pt): a time-boxed run, reproducible
     stop_after: int | None = None   # leave abruptly after this step, no checkpoint (tests a kill)
     progress: bool = True
 
@@ -227,6 +229,8 @@ def train(tc: TrainConfig, dataset=None) -> dict:
                    unit="it", dynamic_ncols=True, file=sys.stderr)
         model.train()
         step, loss_sum, n_sum, t_last = start, 0.0, 0, time.perf_counter()
+        if tc.end_at is not None and start >= tc.end_at:
+            loader = []  # a re-run of a finished time-boxed run: nothing left to do
         for batch in loader:
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(step, tc.steps, lr, lr_min)
@@ -260,8 +264,10 @@ def train(tc: TrainConfig, dataset=None) -> dict:
             if tc.stop_after is not None and step >= tc.stop_after and step < tc.steps:
                 bar.close()
                 return {"step": step, "stopped": True}
-            if step % tc.ckpt_every == 0 or step == tc.steps:
+            if step % tc.ckpt_every == 0 or step == tc.steps or step == tc.end_at:
                 checkpoint(step)
+            if tc.end_at is not None and step >= tc.end_at:
+                break
         bar.close()
 
         h = params_hash(ema)

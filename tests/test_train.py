@@ -167,3 +167,20 @@ def test_init_warm_starts_from_shipped_style_weights(tmp_path):
     assert cont["params_hash"] != fresh["params_hash"]
     other = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
     assert other["config"] == first["config"]
+
+
+def test_end_at_finishes_early_on_the_longer_schedule(tmp_path):
+    """--end-at N: the run stops cleanly at step N with the learning rate of the longer
+    schedule (not decayed to its floor), writes model.pt at N, and a re-run does nothing."""
+    ds = memory_dataset("tiny-cmm", n=3)
+    common = dict(model="cmm", config="tiny-cmm", steps=8, batch_size=2, ckpt_every=100,
+                  log_every=1, progress=False, seed=5, lr=1e-3, lr_min=1e-4)
+    res = train(TrainConfig(out=str(tmp_path / "a"), end_at=3, **common), dataset=ds)
+    assert res["step"] == 3
+    assert torch.load(tmp_path / "a" / "model.pt", weights_only=True)["step"] == 3
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 3
+    log = [json.loads(s) for s in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in log if "lr" in r]
+    assert len(lrs) == 3 and lrs[-1] > 5e-4  # mid-way down an 8-step cosine, far from 1e-4
+    again = train(TrainConfig(out=str(tmp_path / "a"), end_at=3, **common), dataset=ds)
+    assert again["step"] == 3 and again["params_hash"] == res["params_hash"]

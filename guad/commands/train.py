@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resume", action="store_true", help="ignore <out>/last.pt")
     parser.add_argument("--init", help="warm start from a model.pt of the same config (e.g. the shipped "
                                        "weights): its weights and EMA, a fresh optimizer and schedule")
+    parser.add_argument("--end-at", type=int, metavar="STEP",
+                        help="finish at this step of the --steps schedule (checkpoint and model.pt): "
+                             "a time-boxed run that the same command reproduces")
     parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: a kill
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min,
                      seed=args.seed, ckpt_every=args.ckpt_every, log_every=args.log_every,
                      num_workers=args.workers, device=args.device, resume=not args.no_resume, init=args.init,
-                     stop_after=args.stop_after, progress=not args.no_progress)
+                     end_at=args.end_at, stop_after=args.stop_after, progress=not args.no_progress)
     res = train(tc)
     if res.get("stopped"):
         return 0
