@@ -132,13 +132,18 @@ def test_demo_selection_lists_misses_first():
                  "score_cmm": 0.0, "score_fgm": 0.0})
     rows.append({"scan_id": "t-hit", "split": "test", "label": "critical", "finding": "sdh", "critical": True,
                  "score_cmm": 99.0, "score_fgm": 99.0})
-    rows.append({"scan_id": "t-fp", "split": "test", "label": "normal", "finding": "", "critical": False,
+    rows.append({"scan_id": "t-xfp", "split": "test", "label": "normal", "finding": "", "critical": False,
                  "score_cmm": 99.0, "score_fgm": 0.0})
     rows.append({"scan_id": "t-tn", "split": "test", "label": "normal", "finding": "", "critical": False,
                  "score_cmm": 0.0, "score_fgm": 0.0})
-    ids = select(pd.DataFrame(rows), per_group=1)
-    assert ids[0] == "t-miss" and ids[1] == "t-fp"
-    assert "t-hit" in ids and len(ids) == len(set(ids))
+    rows.append({"scan_id": "t-xfp2", "split": "test", "label": "normal", "finding": "", "critical": False,
+                 "score_cmm": 999.0, "score_fgm": 0.0})
+    frame = pd.DataFrame(rows)
+    ids = select(frame, per_group=1)
+    assert ids[0] == "t-miss"  # misses first, then a few of each kind, then false positives
+    assert ids.index("t-hit") < ids.index("t-xfp2") < ids.index("t-xfp")  # most anomalous FP first
+    assert len(ids) == len(set(ids))
+    assert select(frame, per_group=1, max_scans=2) == ids[:2]
 
 
 def test_t0_option_is_recorded_and_parsed():

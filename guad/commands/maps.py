@@ -4,9 +4,9 @@
 
 Uses the same checkpoints, sampler, t0 and per-scan seeds as the store's latest scoring run of
 each model (it refuses checkpoints whose hash differs from the run's), so a saved map belongs to
-the stored score. `--select demo`: every false negative and false positive at the paper rule's
-98% / 99% / >99% points plus a few scans of each class and finding (guad.demo). `--scans`
-names scans instead. `--no-input` leaves out the input volume: a synthetic scan's input is
+the stored score. `--select demo`: every false negative at the paper rule's 98% / 99% /
+>99% points, a few scans of each class and finding, then false positives, most anomalous first,
+up to --max-scans (guad.demo). `--scans` names scans instead. `--no-input` leaves out the input volume: a synthetic scan's input is
 remade from its seed when the case is opened (keeps a case near 100 KB).
 """
 
