@@ -230,6 +230,17 @@ def site_metrics(frame: pd.DataFrame, op: cutoffs.OperatingPoint, split: str | N
     return cutoffs.evaluate(op, frame, None if split in (None, "all") else split)
 
 
+def unreachable_note(op: cutoffs.OperatingPoint) -> str | None:
+    """What the Operating point page says when a fitted rule excludes nothing (no cut-off
+    reaches its NPV target on the validation split), else None."""
+    if op.rule == "manual" or (op.c_cmm > -math.inf and op.c_fgm > -math.inf):
+        return None
+    return (f"With these models no cut-off reaches the {op.target} NPV target on the validation "
+            f"split under the `{op.rule}` rule, so it excludes nothing: every scan stays on the "
+            "worklist. Lower the target, try another rule, or set the cut-offs by hand (sidebar) "
+            "to see what each exclusion would cost.")
+
+
 SHOWN_RATES = (("npv", "NPV"), ("wlr", "WLR"), ("sensitivity", "Sensitivity"),
                ("excluded", "Excluded"))
 

@@ -10,7 +10,7 @@
 set -euo pipefail
 SIZE=${SIZE:-128}           # in-plane matrix of the synthetic scans (the cpu models see 48-64)
 SAMPLER=${SAMPLER:-x0}      # the fast sampler the demo is scored with (README: benchmark)
-T0=${T0:-100}               # chosen by benchmarks/recon_quality.py (README, "Shipped weights")
+T0=${T0:-cmm=400,fgm=300}  # chosen on validation scans (README, "Shipped weights")
 STEPS=${STEPS:-synth,train,score,maps}
 COHORT=data/cohorts/demo
 DB=data/demo/demo.duckdb
@@ -33,10 +33,10 @@ if has train; then
     wait
     # Stage 2: continued from stage 1's EMA, a fresh optimizer and a new cosine from 1e-4.
     python -m guad train --model cmm --config cpu-cmm --manifest "$COHORT/manifest.csv" \
-        --out runs/cmm2 --init runs/cmm/model.pt --lr 1e-4 --steps 3000 --end-at "${CMM_END:-3000}" \
+        --out runs/cmm2 --init runs/cmm/model.pt --lr 1e-4 --steps 3000 --end-at 3000 \
         --ckpt-every 250 --no-progress &
     python -m guad train --model fgm --config cpu-fgm --manifest "$COHORT/manifest.csv" \
-        --out runs/fgm2 --init runs/fgm/model.pt --lr 1e-4 --steps 1800 --end-at "${FGM_END:-1800}" \
+        --out runs/fgm2 --init runs/fgm/model.pt --lr 1e-4 --steps 1800 --end-at 1600 \
         --ckpt-every 200 --no-progress &
     wait
     mkdir -p data/weights

@@ -1,7 +1,8 @@
 """A real browser on the running app: `streamlit run app.py --server.headless true` on a free
 port, driven by Playwright on Debian's chromium. Visits every page, moves a cut-off slider and
 a slice slider, checks that no exception box or traceback appears and that the numbers change,
-and saves a screenshot per page (GUAD_SCREENSHOTS=docs/screenshots to keep them)."""
+and saves a screenshot per page of this example store (GUAD_EXAMPLE_SCREENSHOTS=DIR to keep
+them; the README's screenshots are of the demo, taken by tests/test_demo.py)."""
 
 import os
 import socket
@@ -78,7 +79,7 @@ def page(server):
 
 @pytest.fixture(scope="module")
 def shots():
-    folder = Path(os.environ.get("GUAD_SCREENSHOTS") or
+    folder = Path(os.environ.get("GUAD_EXAMPLE_SCREENSHOTS") or
                   Path(os.environ.get("TMPDIR", "/tmp")) / "guad-screenshots")
     if not folder.is_absolute():
         folder = ROOT / folder

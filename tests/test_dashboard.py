@@ -234,3 +234,13 @@ def test_demo_notice_says_synthetic_and_names_the_sampler(tmp_path):
         runs = Store(DEMO_DB).runs()
         for sampler in runs.sampler:
             assert sampler in text
+
+
+def test_unreachable_rule_says_it_excludes_nothing():
+    from guad.cutoffs import OperatingPoint
+
+    inf = float("inf")
+    note = dashboard.unreachable_note(OperatingPoint("paper", "99%", -inf, 12.0))
+    assert "excludes nothing" in note and "99%" in note and "paper" in note
+    assert dashboard.unreachable_note(OperatingPoint("paper", "99%", 3.0, 12.0)) is None
+    assert dashboard.unreachable_note(OperatingPoint("manual", "", -inf, -inf)) is None
