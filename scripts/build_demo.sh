@@ -55,5 +55,5 @@ fi
 
 if has maps; then
     # maps for the misses and false positives at the default points and a few of each class
-    python -m guad maps --db "$DB" --select demo --out data/demo/maps --no-input
+    python -m guad maps --db "$DB" --select demo --out data/demo/maps --no-input --max-scans 400
 fi
