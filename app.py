@@ -1,6 +1,6 @@
 """Streamlit entry point: `streamlit run app.py [-- --db FILE --data-root DIR --max-upload-mb N]`.
 
-Store: --db or GUAD_DB (default: the built-in synthetic demo store). The pages are in pages/;
+Store: --db or GUAD_DB (default: the built-in synthetic demo store). The pages are in app_pages/;
 this file reads the store, draws the shared operating-point sidebar and runs the chosen page.
 Everything that is not drawing lives in guad.dashboard.
 """
@@ -12,17 +12,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import streamlit as st  # noqa: E402
 
-from pages import _ui  # noqa: E402
+from app_pages import _ui  # noqa: E402
 
 st.set_page_config(page_title="guad: head-CT worklist reduction", layout="wide")
 
 PAGES = [
-    st.Page("pages/1_operating_point.py", title="Operating point", url_path="operating-point",
+    st.Page("app_pages/1_operating_point.py", title="Operating point", url_path="operating-point",
             default=True),
-    st.Page("pages/2_score_explorer.py", title="Score explorer", url_path="score-explorer"),
-    st.Page("pages/3_case_viewer.py", title="Case viewer", url_path="case-viewer"),
-    st.Page("pages/4_missed_criticals.py", title="Missed criticals", url_path="missed-criticals"),
-    st.Page("pages/5_score_a_scan.py", title="Score a scan", url_path="score-a-scan"),
+    st.Page("app_pages/2_score_explorer.py", title="Score explorer", url_path="score-explorer"),
+    st.Page("app_pages/3_case_viewer.py", title="Case viewer", url_path="case-viewer"),
+    st.Page("app_pages/4_missed_criticals.py", title="Missed criticals", url_path="missed-criticals"),
+    st.Page("app_pages/5_score_a_scan.py", title="Score a scan", url_path="score-a-scan"),
 ]
 
 settings = _ui.settings()

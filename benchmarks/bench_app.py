@@ -50,7 +50,7 @@ def main() -> None:
     f = dashboard.load_frame(db)
     sid = next(s for s in f.scan_id if (db.parent / "maps" / s).is_dir())
     at.session_state["scan"] = sid
-    at.switch_page("pages/3_case_viewer.py").run()
+    at.switch_page("app_pages/3_case_viewer.py").run()
     times = []
     for i in range(args.repeats):
         s = at.slider(key="w_slice").set_value(i % 10)

@@ -1,6 +1,6 @@
 """Everything the Streamlit app computes, as plain functions: no Streamlit here.
 
-The pages (`app.py`, `pages/*.py`) only call these (and guad.metrics / cutoffs / report /
+The pages (`app.py`, `app_pages/*.py`) only call these (and guad.metrics / cutoffs / report /
 viewer) and draw. Each function is pure or does one small, named piece of I/O, so it is
 unit-tested without a browser (tests/test_dashboard.py).
 

@@ -15,8 +15,8 @@ from guad import cutoffs, dashboard, metrics, report
 from guad.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-P = {"explorer": "pages/2_score_explorer.py", "viewer": "pages/3_case_viewer.py",
-     "missed": "pages/4_missed_criticals.py", "score": "pages/5_score_a_scan.py"}
+P = {"explorer": "app_pages/2_score_explorer.py", "viewer": "app_pages/3_case_viewer.py",
+     "missed": "app_pages/4_missed_criticals.py", "score": "app_pages/5_score_a_scan.py"}
 
 
 @pytest.fixture(scope="module")

@@ -76,8 +76,14 @@ def save_screenshots(page, url: str, folder: Path, missed_scan: str, op: cutoffs
         page.wait_for_selector(selector, timeout=120_000)
         page.wait_for_timeout(400)
         page.wait_for_selector(IDLE, timeout=120_000)
+        jump = page.get_by_role("button", name="Jump to the largest anomaly")
+        if jump.count():
+            jump.click()
+            page.wait_for_timeout(400)
+            page.wait_for_selector(IDLE, timeout=120_000)
         page.wait_for_timeout(1500)  # plotly draws after the script ends
         assert page.locator("[data-testid='stException']").count() == 0, name
+        assert page.get_by_text("Page not found").count() == 0, name
         page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
@@ -114,7 +120,7 @@ def test_fresh_clone_shows_the_demo_in_a_browser(clone):
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUAD_")}
     t0 = time.monotonic()
-    proc = subprocess.Popen([str(venv / "bin" / "streamlit"), "run", "app.py", "--server.headless", "true",
+    proc = subprocess.Popen([str(venv / "bin" / "python"), "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"],
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -165,7 +171,12 @@ def test_fresh_clone_shows_the_demo_in_a_browser(clone):
 
             scan = misses.scan_id.iloc[0]
             page.goto(url + f"/case-viewer?scan={scan}")
-            page.wait_for_selector("[data-testid='stImage']", timeout=120_000)
+            page.wait_for_timeout(400)
+            page.wait_for_selector(IDLE, timeout=120_000)
+            compute = page.get_by_role("button", name="Compute the images now")
+            if compute.count():  # no saved maps: remade from its seed and reconstructed on demand
+                compute.click()
+            page.wait_for_selector("[data-testid='stImage']", timeout=180_000)
             page.wait_for_selector(IDLE, timeout=120_000)
             assert page.locator("[data-testid='stException']").count() == 0
             captions = " ".join(page.locator("[data-testid='stImageCaption']").all_inner_texts())

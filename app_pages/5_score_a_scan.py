@@ -6,7 +6,7 @@ import streamlit as st
 
 from guad import dashboard
 from guad.errors import InputError
-from pages import _ui
+from app_pages import _ui
 
 c = _ui.ctx()
 s = c.settings

@@ -12,7 +12,7 @@ import streamlit as st
 from guad import dashboard, report
 from guad.cutoffs import OperatingPoint
 
-VIEWER_PAGE = "pages/3_case_viewer.py"
+VIEWER_PAGE = "app_pages/3_case_viewer.py"
 DEFAULTS = {"rule": "paper", "target": "0.99", "c_cmm": None, "c_fgm": None, "site": "all",
             "split": "test", "scan": None, "slice": None, "plane": "axial"}
 

@@ -4,7 +4,7 @@
 import streamlit as st
 
 from guad import dashboard
-from pages import _ui
+from app_pages import _ui
 
 c = _ui.ctx()
 op, df = c.op, c.frame

@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from guad import dashboard, report
-from pages import _ui
+from app_pages import _ui
 
 c = _ui.ctx()
 op, df = c.op, c.frame

@@ -5,7 +5,7 @@ import streamlit as st
 
 from guad import dashboard, report
 from guad.store import Store
-from pages import _ui
+from app_pages import _ui
 
 c = _ui.ctx()
 op, df, split = c.op, c.frame, c.split

@@ -5,7 +5,7 @@ import streamlit as st
 from guad import dashboard, report
 from guad.store import Store
 from guad.store.store import VERDICTS
-from pages import _ui
+from app_pages import _ui
 
 VERDICT_LABELS = {"true_miss": "true miss", "label_error": "label error",
                   "not_critical": "not critical", "other": "other"}
