@@ -97,6 +97,7 @@ def assert_clean(page):
     assert page.locator("[data-testid='stException']").count() == 0
     text = page.inner_text("body")
     assert "Traceback" not in text and "Error:" not in text.replace("st.error", "")
+    assert "Page not found" not in text  # every link the app shares must resolve
 
 
 def click_track(page, slider, frac):
@@ -112,7 +113,7 @@ def metrics_text(page) -> list[str]:
 
 def test_every_page_in_a_real_browser(server, page, shots):
     url, maps_scan = server
-    page.goto(url + "/operating-point")
+    page.goto(url + "/")  # the default page lives at the root
     settle(page)
     page.wait_for_selector("[data-testid='stMetricValue']")
     assert_clean(page)

@@ -67,7 +67,7 @@ def save_screenshots(page, url: str, folder: Path, missed_scan: str, op: cutoffs
     folder.mkdir(parents=True, exist_ok=True)
     at = f"rule=manual&c_cmm={op.c_cmm!r}&c_fgm={op.c_fgm!r}" if op.rule == "manual" else ""
     for name, path, selector in [
-            ("1_operating_point", "/operating-point", "[data-testid='stMetricValue']"),
+            ("1_operating_point", "/", "[data-testid='stMetricValue']"),
             ("2_score_explorer", f"/score-explorer?{at}", "[data-testid='stPlotlyChart']"),
             ("3_case_viewer", f"/case-viewer?scan={missed_scan}", "[data-testid='stImage']"),
             ("4_missed_criticals", f"/missed-criticals?{at}", "[data-testid='stDataFrame'], [data-testid='stAlert']"),
