@@ -614,7 +614,7 @@ def strongest_slice(maps, plane: str) -> int:
     for s in maps.signed.values():
         total = np.abs(s) if total is None else total + np.abs(s)
     if total is None:
-        return 0
+        total = np.zeros_like(maps.input_hu)
     return viewer.max_anomaly_slice(total, plane)
 
 

@@ -95,10 +95,15 @@ def overlay_signed(grey: np.ndarray, signed: np.ndarray, opacity: float = 0.5, f
 
 
 def max_anomaly_slice(signed: np.ndarray, plane: str) -> int:
-    """Index (in that plane's slice numbering) of the slice with the largest sum of |signed|."""
+    """Index (in that plane's slice numbering) of the slice with the largest sum of |signed|;
+    the middle slice when the map is empty (a scan with score 0 opens mid-brain, not at the
+    top slice)."""
     axis = {"axial": 2, "coronal": 1, "sagittal": 0}[_check_plane(plane)]
     other = tuple(a for a in range(3) if a != axis)
-    return int(np.abs(signed).sum(axis=other).argmax())
+    per_slice = np.abs(signed).sum(axis=other)
+    if not per_slice.any():
+        return signed.shape[axis] // 2
+    return int(per_slice.argmax())
 
 
 def unit_to_hu(x: np.ndarray) -> np.ndarray:

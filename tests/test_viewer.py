@@ -66,6 +66,8 @@ def test_max_anomaly_slice():
     assert max_anomaly_slice(m, "axial") == 1
     assert max_anomaly_slice(m, "coronal") == 3
     assert max_anomaly_slice(m, "sagittal") == 2
+    empty = np.zeros((6, 5, 4), np.float32)  # score 0: open mid-brain, not on the top slice
+    assert [max_anomaly_slice(empty, p) for p in ("axial", "coronal", "sagittal")] == [2, 2, 3]
 
 
 def test_thick_slices_are_stretched_in_reformats():
