@@ -19,6 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # guad without installing it
 
 DEFAULT = {"cpu-cmm": 4, "cpu-fgm": 4, "paper-cmm": 1, "paper-fgm": 1}
 
