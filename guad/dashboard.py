@@ -203,7 +203,9 @@ def slider_bounds(frame: pd.DataFrame, model: str) -> tuple[float, float, float]
         return 0.0, 1.0, 0.001
     lo, hi = float(s.min()), float(s.max())
     span = hi - lo if hi > lo else max(abs(hi), 1.0)
-    step = float(f"{span / 1000:.2g}")
+    # 10,000 steps: anomaly scores are heavy-tailed (0 to thousands) while the cut-offs that
+    # matter sit near the low end, so a coarser step would snap them visibly
+    step = float(f"{span / 10000:.2g}")
     return _snap(lo - step, step, lo - step), _snap(hi + step, step, lo - step), step
 
 

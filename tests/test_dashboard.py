@@ -65,6 +65,7 @@ def test_slider_bounds_cover_every_score_and_minus_inf_excludes_nothing(frame):
     crit, a, b = cutoffs.frame_arrays(frame)
     assert not (a <= lo).any()  # the slider's bottom excludes nothing
     assert dashboard.clamp_cutoff(1e9, (lo, hi, step)) == hi
+    assert step <= (s.max() - s.min()) / 5000  # fine enough that a shared cut-off barely moves
 
 
 def test_site_metrics_and_tables_are_guad_metrics(frame):
