@@ -41,7 +41,7 @@ else:
     pg = st.navigation(PAGES)
     op = _ui.operating_point_sidebar(settings, frame)
 st.sidebar.caption(f"Store: `{settings.db}`" + (" (synthetic demo)" if settings.is_demo else ""))
-notice = _ui.dashboard.demo_notice(settings)
+notice = _ui.demo_notice(settings)
 if notice:
     st.sidebar.info(notice)
 st.session_state["_ctx"] = _ui.Ctx(settings, frame, op, {p.url_path: p for p in PAGES})

@@ -15,9 +15,9 @@ st.caption(f"{dashboard.op_label(op)}: a scan leaves the worklist when CMM ≤ {
            f"split; the numbers below are on the **{split}** split. Every rate is k/n "
            "with its 95% Wilson interval.")
 
-note = dashboard.unreachable_note(op)
-if note:
-    st.warning(note)
+unreachable = dashboard.unreachable_note(op)
+if unreachable:
+    st.warning(unreachable)
 ev = dashboard.site_metrics(df, op, split)
 sites = list(ev["site"])
 site = st.session_state.get("site") if st.session_state.get("site") in sites else "all"

@@ -36,6 +36,16 @@ def frame(s: dashboard.Settings):
         return None, dashboard.frame_error(exc)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _demo_notice(s: dashboard.Settings, version: float):
+    return dashboard.demo_notice(s)
+
+
+def demo_notice(s: dashboard.Settings) -> str | None:
+    """The demo's notice, read from the store once per store version, not on every rerun."""
+    return _demo_notice(s, dashboard.db_version(s.db))
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _fit(db: str, version: float, rule: str, target: str):
     return dashboard.fit_operating_point(_frame(db, version), rule, target)

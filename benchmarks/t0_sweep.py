@@ -21,11 +21,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from guad import metrics  # noqa: E402
+from guad.benchmark import auroc_rows, load_cases  # noqa: E402
 from guad.commands.score import scan_seed  # noqa: E402
-from guad.inference import load_models, model_input, score_batch  # noqa: E402
-from guad.io import read_ct  # noqa: E402
-from guad.preprocess import preprocess_ct  # noqa: E402
+from guad.inference import load_models, score_batch  # noqa: E402
 
 
 def main() -> None:
@@ -39,36 +37,32 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
     man = Path(args.manifest)
-    m = pd.read_csv(man)
+    m = pd.read_csv(man, keep_default_na=False)
     v = m[m.split == "val"]
     v = pd.concat([v[v.label == "normal"].head(args.normals),
                    v[v.label == "critical"].groupby("finding").head(args.per_finding)])
     models = load_models(args.cmm, args.fgm)
-    inputs = {k: [] for k in models}
     t = time.perf_counter()
-    for _, r in v.iterrows():
-        pp = preprocess_ct(read_ct(man.parent / r.path))
-        for k, lm in models.items():
-            inputs[k].append(model_input(pp, lm.cfg))
-    crit = (v.label == "critical").to_numpy()
-    finding = v.finding.fillna("").to_numpy(dtype=object)
-    seeds = [scan_seed(0, sid) for sid in v.scan_id]
-    print(f"{len(v)} validation scans ({crit.sum()} critical), pre-processed in "
+    cases = load_cases(v, models, man.parent)  # each scan read and pre-processed once
+    crit = np.array([c.label == "critical" for c in cases])
+    seeds = [scan_seed(0, c.scan_id) for c in cases]
+    print(f"{len(cases)} validation scans ({crit.sum()} critical), pre-processed in "
           f"{time.perf_counter() - t:.0f} s; torch threads {torch.get_num_threads()}")
     print(f"{'model':5} {'setting':14} {'AUROC [95% CI]':22} {'zero: normal':>12} {'critical':>8}  per finding")
     for setting in args.settings:
         sampler, t0 = setting.split("@")
         for k, lm in models.items():
             sc = []
-            for i in range(0, len(v), args.batch):
-                res = score_batch(lm, inputs[k][i:i + args.batch], seeds[i:i + args.batch], sampler, t0=int(t0))
+            for i in range(0, len(cases), args.batch):
+                chunk = cases[i:i + args.batch]
+                res = score_batch(lm, [c.inputs[k] for c in chunk], seeds[i:i + args.batch], sampler, t0=int(t0))
                 sc += [x.score for x in res]
             sc = np.asarray(sc)
-            auc, lo, hi = metrics.auroc(crit, sc)
-            per = {f: metrics.auroc(np.r_[np.ones((finding == f).sum(), bool), np.zeros((~crit).sum(), bool)],
-                                    np.r_[sc[finding == f], sc[~crit]])[0] for f in sorted(set(finding[crit]))}
-            print(f"{k:5} {setting:14} {auc:.3f} [{lo:.3f}-{hi:.3f}]    {np.mean(sc[~crit] == 0):12.2f} "
-                  f"{np.mean(sc[crit] == 0):8.2f}  " + " ".join(f"{f} {a:.2f}" for f, a in per.items()), flush=True)
+            rows = {r["vs unremarkable"]: r for r in auroc_rows(setting, cases, {k: sc}, {})}
+            whole = rows.pop("all critical")
+            print(f"{k:5} {setting:14} {whole['auroc']:.3f} [{whole['lo']:.3f}-{whole['hi']:.3f}]    "
+                  f"{np.mean(sc[~crit] == 0):12.2f} {np.mean(sc[crit] == 0):8.2f}  "
+                  + " ".join(f"{f} {r['auroc']:.2f}" for f, r in rows.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -124,10 +124,12 @@ def demo_notice(settings: Settings) -> str | None:
     models and samplers that scored it, and how to open one's own store."""
     if not settings.is_demo:
         return None
-    samplers = samplers_for(settings) or {}
-    t0s = t0s_for(settings) or {}
-    used = ", ".join(f"{m.upper()} {s}" + (f" from t0 = {t0s[m]}" if m in t0s else "")
-                     for m, s in sorted(samplers.items())) or "not scored yet"
+    runs = _latest_runs(settings)  # one read for both the samplers and the t0s
+    used = "not scored yet"
+    if runs is not None:
+        last = runs.groupby("model").tail(1).sort_values("model")
+        used = ", ".join(f"{r.model.upper()} {r.sampler}" + (f" from t0 = {int(r.t0)}" if pd.notna(r.t0) else "")
+                         for r in last.itertuples()) or used
     return ("**Built-in demo: every scan is synthetic** (generated from the MNI152 template by "
             "`bash scripts/build_demo.sh`), not patient data. Scored by the shipped CPU models "
             f"(data/weights/) with the sampler {used}. Your own store: "

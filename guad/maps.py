@@ -12,7 +12,7 @@ The display grid is the FGM grid (256 x 256 x 32). Each model's volumes stay on 
 own grid (48 x 48 x 16 for cpu-cmm, ...): every grid covers the same box (guad.preprocess
 fixes one field of view and 32 slices), so `CaseMaps.display()` resamples them onto the display
 grid by box alignment: linear for reconstructions, nearest for maps (map values stay exact).
-Native grids keep a case at about 100 KB instead of several MB, which is what lets the demo
+Native grids keep a case at about 26 KB (the cpu configs) instead of several MB, which lets the demo
 ship maps for hundreds of scans.
 
 `input_hu` may be left out (`save_case(..., with_input=False)`): a synthetic scan's input is
