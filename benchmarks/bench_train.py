@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                         # cpu configs at batch 4, paper at batch 1
     python benchmarks/bench_train.py --configs cpu-cmm --iters 20 --threads 2
+    python benchmarks/bench_train.py --configs paper-cmm,paper-fgm --grad-checkpointing
 
 One iteration is the training loop's step: noise to a random t < 550, forward (encoder + U-Net),
 MSE, backward, gradient clipping, AdamW, EMA update. Each config runs in its own process so
@@ -41,7 +42,7 @@ def flops(name: str, batch: int) -> float:
     return fc.get_total_flops()
 
 
-def one(name: str, batch: int, iters: int) -> dict:
+def one(name: str, batch: int, iters: int, checkpointing: bool = False) -> dict:
     import copy
 
     import torch
@@ -52,7 +53,7 @@ def one(name: str, batch: int, iters: int) -> dict:
 
     cfg = get_config(name)
     torch.manual_seed(0)
-    model = HDAE(cfg).train()
+    model = HDAE(cfg).train().set_checkpointing(checkpointing)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
     sched = NoiseSchedule.linear()
@@ -77,7 +78,8 @@ def one(name: str, batch: int, iters: int) -> dict:
     return {"config": name, "input": "x".join(map(str, cfg.input_size)), "batch": batch,
             "params_M": round(n["total"] / 1e6, 2), "s_per_iter": round(statistics.median(times), 3),
             "s_min": round(min(times), 3), "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "GFLOP_per_iter": round(flops(name, batch) / 1e9, 1), "threads": torch.get_num_threads()}
+            "GFLOP_per_iter": round(flops(name, batch) / 1e9, 1), "threads": torch.get_num_threads(),
+            "checkpointing": checkpointing}
 
 
 def main() -> int:
@@ -86,16 +88,19 @@ def main() -> int:
     ap.add_argument("--batch", type=int, help="batch size (default: 4 for cpu-*, 1 for paper-*)")
     ap.add_argument("--iters", type=int, default=5, help="timed iterations (paper-*: 1)")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ap.add_argument("--grad-checkpointing", action="store_true",
+                    help="activation checkpointing (guad train --grad-checkpointing)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(one(args.one, args.batch, args.iters)))
+        print(json.dumps(one(args.one, args.batch, args.iters, args.grad_checkpointing)))
         return 0
     load = os.getloadavg()[0]
-    print(f"# {os.cpu_count()} CPUs, load average {load:.1f} at start")
+    print(f"# {os.cpu_count()} CPUs, load average {load:.1f} at start"
+          + (", activation checkpointing on" if args.grad_checkpointing else ""))
     print(f"{'config':10} {'input':10} {'batch':>5} {'params':>8} {'s/iter':>7} {'min':>7} "
           f"{'peak RSS':>9} {'GFLOP/it':>9}")
     for name in args.configs.split(","):
@@ -104,6 +109,8 @@ def main() -> int:
         cmd = [sys.executable, __file__, "--one", name, "--batch", str(batch), "--iters", str(iters)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.grad_checkpointing:
+            cmd += ["--grad-checkpointing"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(f"{name:10} failed: {proc.stderr.strip().splitlines()[-1:]}")

@@ -110,3 +110,41 @@ def test_schedule_is_the_papers_linear_one():
     assert torch.allclose(s.predict_eps(x_t, t, x0), noise, atol=1e-3)
     ts = s.sample_timesteps(10_000, torch.Generator().manual_seed(0))
     assert ts.min() >= 0 and ts.max() < 550
+
+
+@pytest.mark.parametrize("name", ["tiny-cmm", "tiny-fgm"])
+def test_activation_checkpointing_keeps_outputs_and_gradients(name):
+    """Checkpointing recomputes activations in the backward pass; dropout is on (train mode),
+    so this also checks that its random draws are replayed: same loss, same gradients."""
+    cfg = get_config(name)
+    torch.manual_seed(0)
+    model = HDAE(cfg).train()
+    for p in model.parameters():  # zero-initialised branches would hide a wrong recompute
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(2, 1, *cfg.input_size)
+    anatomy = torch.randint(0, 5, x.shape).float() if cfg.model == "fgm" else None
+    t = torch.tensor([10, 300])
+
+    def grads(on: bool):
+        model.set_checkpointing(on)
+        model.zero_grad()
+        torch.manual_seed(1)
+        loss = model(x, t, x0=x, anatomy=anatomy).square().mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    loss0, g0 = grads(False)
+    loss1, g1 = grads(True)
+    assert model.unet.checkpointing and model.encoder.checkpointing
+    torch.testing.assert_close(loss1, loss0)
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], msg=lambda m: f"{n}: {m}")
+    # and it does not store the blocks' activations: fewer tensors saved for backward
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        for on in (False, True):
+            model.set_checkpointing(on)
+            saved.append(-1)
+            model(x, t, x0=x, anatomy=anatomy).sum()
+    cut = saved.index(-1, 1)
+    assert sum(saved[cut + 1:]) < 0.5 * sum(saved[1:cut])

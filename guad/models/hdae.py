@@ -17,6 +17,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from guad.models.configs import HDAEConfig
@@ -27,6 +28,16 @@ def zero_init(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
+
+
+def run_block(block: nn.Module, checkpoint: bool, *args):
+    """block(*args), or under activation checkpointing: its activations are not kept for the
+    backward pass but recomputed there (about a third more compute for a fraction of the
+    memory; what lets paper-fgm train at batch 1 on a 24 GB machine). Dropout's random draws
+    are replayed, so the gradients are the same as without it."""
+    if checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -126,6 +137,7 @@ class SemanticEncoder(nn.Module):
 
     def __init__(self, cfg: HDAEConfig):
         super().__init__()
+        self.checkpointing = False                                  # set by HDAE.set_checkpointing
         ch, g = cfg.enc_channels, cfg.enc_groups
         self.conv_in = nn.Conv3d(1, ch[0], 3, padding=1)
         self.blocks = nn.ModuleList()
@@ -152,7 +164,7 @@ class SemanticEncoder(nn.Module):
         h = self.conv_in(x0)                                        # (B, enc0, X, Y, Z)
         feats = [h]
         for block in self.blocks:
-            h = block(h)                                            # (B, enc_i, X/2, Y/2, Z or Z/2)
+            h = run_block(block, self.checkpointing, h)             # (B, enc_i, X/2, Y/2, Z or Z/2)
             feats.append(h)
         return [head(feats[k]) for head, k in zip(self.heads, self.taps)]  # L x (B, latent_dim)
 
@@ -180,6 +192,7 @@ class UNet(nn.Module):
 
     def __init__(self, cfg: HDAEConfig):
         super().__init__()
+        self.checkpointing = False                                  # set by HDAE.set_checkpointing
         ch, g, L = cfg.unet_channels, cfg.groups, cfg.levels
         res = dict(groups=g, dropout=cfg.dropout, time_dim=cfg.time_dim, latent_dim=cfg.latent_dim)
 
@@ -229,15 +242,15 @@ class UNet(nn.Module):
         skips = [h]
         for i, level in enumerate(self.down):                       # level i takes latent i
             for block in level:
-                h = block(h, emb, latents[i])                       # down: (B, ch_i, X/2, Y/2, Z)
+                h = run_block(block, self.checkpointing, h, emb, latents[i])  # down: (B, ch_i, X/2, Y/2, Z)
                 skips.append(h)
-        h = self.mid(h, emb, latents[-1])                           # the deepest latent
+        h = run_block(self.mid, self.checkpointing, h, emb, latents[-1])  # the deepest latent
         for j, level in enumerate(self.up):                         # up level j: latent L-1-j
             z = latents[len(self.up) - 1 - j]
             for block in level:
                 if isinstance(block, ResAttn):
                     h = torch.cat([h, skips.pop()], dim=1)          # (B, C + C_skip, ...)
-                h = block(h, emb, z)                                # up: (B, C, 2X, 2Y, Z)
+                h = run_block(block, self.checkpointing, h, emb, z)  # up: (B, C, 2X, 2Y, Z)
         return self.out(h)                                          # (B, 1, X, Y, Z)
 
 
@@ -249,6 +262,13 @@ class HDAE(nn.Module):
         self.cfg = cfg
         self.encoder = SemanticEncoder(cfg)
         self.unet = UNet(cfg)
+
+    def set_checkpointing(self, on: bool = True) -> "HDAE":
+        """Activation checkpointing of every encoder block and U-Net block (training memory
+        for compute; outputs and gradients unchanged). A runtime switch, not part of the config:
+        the weights are the same either way."""
+        self.encoder.checkpointing = self.unet.checkpointing = bool(on)
+        return self
 
     def encode(self, x0: torch.Tensor) -> list[torch.Tensor]:
         """(B, 1, X, Y, Z) clean image in [0, 1] -> L x (B, latent_dim)."""
