@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from guad.benchmark import ensemble
 
@@ -39,3 +40,27 @@ def test_benchmark_command_prints_every_sampler_and_baseline(tiny_cohort, tiny_c
     assert ((s.auroc >= 0) & (s.auroc <= 1)).all() and (s.lo <= s.auroc).all() and (s.auroc <= s.hi).all()
     assert s.loc["cmm", "n_pos"] == 4 and s.loc["cmm", "n_neg"] == 4
     assert "AUROC [95% CI]" in out.stdout
+
+
+def test_paired_difference_to_the_paper_sampler():
+    from guad.benchmark import Case, add_paired_difference, auroc_rows
+    from guad.metrics import auroc
+
+    rng = np.random.default_rng(0)
+    labels = ["critical"] * 30 + ["normal"] * 30
+    findings = ["ich", "sdh"] * 15 + [""] * 30
+    cases = [Case(str(i), "test", lab, f, {}, 0.0) for i, (lab, f) in enumerate(zip(labels, findings))]
+    crit = np.array(labels) == "critical"
+    paper = {"fgm": np.where(crit, 2.0, 0.0) + rng.normal(0, 1, 60)}
+    fast = {"fgm": paper["fgm"] + rng.normal(0, 0.5, 60)}
+    by = {"paper": paper, "x0": fast}
+    rows = auroc_rows("sampler: paper", cases, paper, {}) + auroc_rows("sampler: x0", cases, fast, {})
+    t = add_paired_difference(pd.DataFrame(rows), cases, by, "paper")
+    x0 = t[(t.method == "sampler: x0") & (t["vs unremarkable"] == "all critical")].iloc[0]
+    assert x0.d_auroc == pytest.approx(auroc(crit, fast["fgm"])[0] - auroc(crit, paper["fgm"])[0])
+    assert x0.d_lo < x0.d_auroc < x0.d_hi
+    ich = t[(t.method == "sampler: x0") & (t["vs unremarkable"] == "ich")].iloc[0]
+    keep = (np.array(findings) == "ich") | ~crit
+    assert ich.d_auroc == pytest.approx(auroc(crit[keep], fast["fgm"][keep])[0] - auroc(crit[keep], paper["fgm"][keep])[0])
+    own = t[t.method == "sampler: paper"]
+    assert (own.d_auroc == 0).all() and (own.d_hi == 0).all()

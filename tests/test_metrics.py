@@ -215,3 +215,33 @@ def test_auroc_matches_mann_whitney_and_sklearn_with_delong_interval():
     # more data, narrower interval
     big = metrics.auroc(np.tile(pos, 4), np.tile(s, 4))
     assert big[2] - big[1] < (hi - lo) * 0.6
+
+
+def test_auroc_difference_is_paired_delong():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    pos = np.r_[np.ones(50, bool), np.zeros(80, bool)]
+    a = np.r_[rng.normal(1.0, 1, 50), rng.normal(0, 1, 80)].round(1)
+    b = a + rng.normal(0, 0.3, a.size)                 # a slightly noisier copy of the same scans
+    d, lo, hi = metrics.auroc_difference(pos, a, b)
+    assert d == pytest.approx(roc_auc_score(pos, a) - roc_auc_score(pos, b))
+    assert lo < d < hi
+    # paired: far narrower than the two separate intervals would suggest
+    _, la, ha = metrics.auroc(pos, a)
+    assert hi - lo < 0.5 * (ha - la)
+    # identical scores: no difference and no uncertainty
+    assert metrics.auroc_difference(pos, a, a) == (0.0, 0.0, 0.0)
+    # against a constant (AUROC 0.5, placements all 1/2, zero variance) the interval is
+    # exactly the single AUROC's DeLong interval, shifted by 0.5
+    d, lo, hi = metrics.auroc_difference(pos, a, np.zeros_like(a))
+    assert (d + 0.5, lo + 0.5, hi + 0.5) == pytest.approx(metrics.auroc(pos, a))
+    # and it agrees with a bootstrap of the paired difference
+    idx_p, idx_n = np.flatnonzero(pos), np.flatnonzero(~pos)
+    boot = []
+    for _ in range(400):
+        i = np.r_[rng.choice(idx_p, idx_p.size), rng.choice(idx_n, idx_n.size)]
+        boot.append(roc_auc_score(pos[i], a[i]) - roc_auc_score(pos[i], b[i]))
+    d, lo, hi = metrics.auroc_difference(pos, a, b)
+    assert np.std(boot) == pytest.approx((hi - lo) / (2 * 1.959964), rel=0.3)
+    assert np.isnan(metrics.auroc_difference([0, 0], [1, 2], [2, 1])[0])
