@@ -20,9 +20,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from guad.commands.score import scan_seed
 from guad.inference import PAPER_SAMPLER, LoadedModel, ModelInput, model_input, score_batch
@@ -108,9 +110,11 @@ def auroc_rows(method: str, cases: list[Case], scores: dict[str, np.ndarray], ex
 
 def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str, LoadedModel],
         samplers: list[str], batch: int = 8, seed: int = 0, log=print,
-        t0: dict[str, int] | None = None) -> pd.DataFrame:
+        t0: dict[str, int] | None = None, precision: str = "auto", cache_dir=None) -> pd.DataFrame:
     """The whole table. `cases`: test scans; `ref`: validation normals (ensemble scale);
-    `train`: training normals (template baseline)."""
+    `train`: training normals (template baseline). With `cache_dir`, each sampler and model's
+    scores are written there as they finish and read back on a rerun with the same scans,
+    checkpoint, t0, precision and seed: a killed multi-hour run (the paper samplers) resumes."""
     rows = []
     # baselines (no network)
     hyper = np.array([c.hyper55 for c in cases])
@@ -127,17 +131,30 @@ def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str,
         scores, extra = {}, {}
         for m, lm in models.items():
             spec = SamplerSpec.parse(PAPER_SAMPLER[m] if name == "paper" else name)
-            vals, started = [], time.perf_counter()
-            for i in range(0, len(everyone), batch):
-                chunk = everyone[i: i + batch]
-                res = score_batch(lm, [c.inputs[m] for c in chunk], [scan_seed(seed, c.scan_id) for c in chunk],
-                                  str(spec), t0=(t0 or {}).get(m))
-                vals += [r.score for r in res]
-            sec = (time.perf_counter() - started) / len(everyone)
-            scores[m] = np.asarray(vals)
             t0_m = (t0 or {}).get(m) or lm.t0
+            cache = (Path(cache_dir) / f"scores_{m}_{spec}_t{t0_m}_{precision}_seed{seed}.csv".replace(":", "-")
+                     if cache_dir else None)
+            ids = [c.scan_id for c in everyone]
+            done = pd.read_csv(cache, dtype={"scan_id": str}) if cache and cache.exists() else None
+            if done is not None and done.scan_id.tolist() == ids and lm.hash == done.checkpoint_hash.iloc[0]:
+                vals, sec = done.score.tolist(), float(done.s_per_scan.iloc[0])  # resumed: scored before
+                log(f"{name} {m}: scores read back from {cache}")
+            else:
+                vals, started = [], time.perf_counter()
+                for i in tqdm(range(0, len(everyone), batch), desc=f"{name} {m}", unit="batch",
+                              file=sys.stderr, disable=None):
+                    chunk = everyone[i: i + batch]
+                    res = score_batch(lm, [c.inputs[m] for c in chunk], [scan_seed(seed, c.scan_id) for c in chunk],
+                                      str(spec), t0=t0_m, precision=precision)
+                    vals += [r.score for r in res]
+                sec = (time.perf_counter() - started) / len(everyone)
+                if cache:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    pd.DataFrame({"scan_id": ids, "score": vals, "s_per_scan": sec,
+                                  "checkpoint_hash": lm.hash}).to_csv(cache, index=False)
+            scores[m] = np.asarray(vals)
             extra[m] = {"sampler": str(spec), "t0": t0_m, "calls": spec.network_calls(t0_m), "s_per_scan": sec}
-            log(f"{name} {m}: {sec:.2f} s/scan, {spec.network_calls(t0_m)} calls")
+            log(f"{name} {m}: {sec:.2f} s/scan, {spec.network_calls(t0_m)} calls, {len(everyone)} scans")
         case_s = {m: v[:n] for m, v in scores.items()}
         ref_s = {m: v[n:] for m, v in scores.items()}
         extra["ensemble"] = {"calls": sum(e["calls"] for e in extra.values()),

@@ -123,7 +123,7 @@ def reconstruct(
     for i, t in enumerate(ts):
         x0_hat, eps = predict_x0(x, t)
         if spec.name == "x0":
-            x = x0_hat
+            x = x0_hat.to(x0.dtype)
         elif spec.name == "ddpm":
             # Posterior q(x_{t-1} | x_t, x0_hat), fixed small variance (DDPM eq. 6-7).
             a_t = acp[t]

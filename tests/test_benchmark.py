@@ -40,6 +40,11 @@ def test_benchmark_command_prints_every_sampler_and_baseline(tiny_cohort, tiny_c
     assert ((s.auroc >= 0) & (s.auroc <= 1)).all() and (s.lo <= s.auroc).all() and (s.auroc <= s.hi).all()
     assert s.loc["cmm", "n_pos"] == 4 and s.loc["cmm", "n_neg"] == 4
     assert "AUROC [95% CI]" in out.stdout
+    # a rerun (as after a kill) reads every sampler's scores back instead of scoring again
+    again = subprocess.run(out.args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("read back") == 4  # 2 samplers x 2 models
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "benchmark.csv"), t)
 
 
 def test_paired_difference_to_the_paper_sampler():

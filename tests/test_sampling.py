@@ -108,3 +108,19 @@ def test_counts_calls_made():
     x = torch.rand((1, 1, 4, 4, 2))
     reconstruct(Counting(), x, t0=40, sampler="ddim:8", seeds=[0])
     assert len(calls) == 8 and calls[0] == 39 and calls[-1] == 0
+
+
+@pytest.mark.parametrize("name", ["ddim:10", "x0"])
+def test_bf16_autocast_reconstruction_is_close_to_fp32_and_repeatable(name, scan):
+    """`--precision bf16` on the CPU: the network runs in bf16, the sampler's update in fp64."""
+    model = ToyModel()
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return reconstruct(model, scan, t0=100, sampler=name, seeds=[7])
+
+    full = reconstruct(model, scan, t0=100, sampler=name, seeds=[7])
+    half = run()
+    assert half.dtype == scan.dtype and torch.equal(half, run())
+    assert not torch.equal(half, full)  # autocast did take effect ...
+    torch.testing.assert_close(half, full, atol=0.03, rtol=0)  # ... and only to bf16 rounding

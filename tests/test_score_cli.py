@@ -161,3 +161,17 @@ def test_t0_option_is_recorded_and_parsed():
         parse_t0("ct=3", models)
     with pytest.raises(ValueError):
         parse_t0("0", models)
+
+
+def test_bf16_precision_is_its_own_run_and_deterministic(small_manifest, tiny_checkpoints, tmp_path):
+    subprocess.run(score_cmd(small_manifest, tmp_path / "a.duckdb", tiny_checkpoints), check=True)
+    for name in ("a", "b"):
+        subprocess.run(score_cmd(small_manifest, tmp_path / f"{name}.duckdb", tiny_checkpoints,
+                                 "--precision", "bf16"), check=True)
+    runs = Store(tmp_path / "a.duckdb").runs()
+    assert len(runs) == 4  # fp32 and bf16 runs of each model, kept apart
+    assert runs.params.str.contains('"precision": "bf16"').sum() == 2
+    a = Store(tmp_path / "a.duckdb").scores().merge(runs[["run_id", "params"]], on="run_id")
+    a = a[a.params.str.contains("bf16")].set_index(["scan_id", "model"]).score.sort_index()
+    b = Store(tmp_path / "b.duckdb").scores().set_index(["scan_id", "model"]).score.sort_index()
+    pd.testing.assert_series_equal(a, b)  # the same scans in bf16 give the same scores

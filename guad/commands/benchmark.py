@@ -28,8 +28,11 @@ def add_arguments(p) -> None:
     p.add_argument("--train", type=int, default=50, help="training normals for the template baseline (default 50)")
     p.add_argument("--t0", default=None, help="noise level: N for both, or cmm=N,fgm=M (default: each config's)")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="network arithmetic for every sampler (default auto: bf16 on a GPU, fp32 on the CPU)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", help="folder for benchmark.csv (every row) and summary.csv")
+    p.add_argument("--out", help="folder for benchmark.csv (every row) and summary.csv; each sampler's scores "
+                                 "are kept under <out>/scores as they finish, so a rerun resumes")
 
 
 def run(args) -> int:
@@ -56,7 +59,8 @@ def run(args) -> int:
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     from guad.commands.score import parse_t0
     table = benchmark.run(cases, ref_c, train_c, models, samplers, batch=args.batch, log=log,
-                          t0=parse_t0(args.t0, models))
+                          t0=parse_t0(args.t0, models), precision=args.precision,
+                          cache_dir=Path(args.out) / "scores" if args.out else None)
     summ = benchmark.summary(table)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
         print(summ.to_string(index=False))
