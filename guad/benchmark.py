@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from guad.commands.score import scan_seed
-from guad.inference import PAPER_SAMPLER, LoadedModel, ModelInput, model_input, score_batch
+from guad.inference import PAPER_SAMPLER, LoadedModel, ModelInput, model_input, resolve_precision, score_batch
 from guad.metrics import auroc, auroc_difference
 from guad.preprocess.pipeline import model_to_hu
 from guad.sampling import SamplerSpec
@@ -132,7 +132,8 @@ def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str,
         for m, lm in models.items():
             spec = SamplerSpec.parse(PAPER_SAMPLER[m] if name == "paper" else name)
             t0_m = (t0 or {}).get(m) or lm.t0
-            cache = (Path(cache_dir) / f"scores_{m}_{spec}_t{t0_m}_{precision}_seed{seed}.csv".replace(":", "-")
+            prec = resolve_precision(precision, lm.device)
+            cache = (Path(cache_dir) / f"scores_{m}_{spec}_t{t0_m}_{prec}_seed{seed}.csv".replace(":", "-")
                      if cache_dir else None)
             ids = [c.scan_id for c in everyone]
             done = pd.read_csv(cache, dtype={"scan_id": str}) if cache and cache.exists() else None
@@ -153,7 +154,7 @@ def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str,
                     pd.DataFrame({"scan_id": ids, "score": vals, "s_per_scan": sec,
                                   "checkpoint_hash": lm.hash}).to_csv(cache, index=False)
             scores[m] = np.asarray(vals)
-            extra[m] = {"sampler": str(spec), "t0": t0_m, "calls": spec.network_calls(t0_m), "s_per_scan": sec}
+            extra[m] = {"sampler": str(spec), "t0": t0_m, "precision": prec, "calls": spec.network_calls(t0_m), "s_per_scan": sec}
             log(f"{name} {m}: {sec:.2f} s/scan, {spec.network_calls(t0_m)} calls, {len(everyone)} scans")
         case_s = {m: v[:n] for m, v in scores.items()}
         ref_s = {m: v[n:] for m, v in scores.items()}
