@@ -1,7 +1,7 @@
 """How closely the shipped models reconstruct held-out normals, and a figure.
 
     python benchmarks/recon_quality.py --manifest data/cohorts/demo/manifest.csv \
-        [--n 20] [--samplers x0,ddim:10] [--figure docs/figures/reconstruction.png]
+        [--n 20] [--samplers x0,ddim:10,paper] [--figure docs/figures/reconstruction.png]
 
 Prints, per model and sampler, the mean absolute error in HU inside the brain between the
 input and its reconstruction from t0 (400 CMM, 500 FGM) on validation normals (never trained
@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from guad.commands.score import scan_seed  # noqa: E402
-from guad.inference import load_models, model_input, score_batch  # noqa: E402
+from guad.inference import PAPER_SAMPLER, load_models, model_input, score_batch  # noqa: E402
 from guad.io import read_ct  # noqa: E402
 from guad.preprocess import preprocess_ct  # noqa: E402
 from guad.viewer import apply_window, take_slice  # noqa: E402
@@ -96,6 +96,7 @@ def main() -> int:
         t0s = [lm.t0] + [int(t) for t in args.t0s.split(",") if t.strip()]
         for t0 in t0s:
             for s in args.samplers.split(","):
+                s = PAPER_SAMPLER[mdl] if s == "paper" else s  # ddpm (CMM) / ddim (FGM), every step
                 res = score_batch(lm, [inp[mdl] for _, inp in val], [scan_seed(0, sid) for sid, _ in val], s, t0=t0)
                 rows.append({"model": mdl, "method": f"reconstruction {s} from t0={t0}",
                              "calls": SamplerSpec.parse(s).network_calls(t0),
