@@ -320,7 +320,7 @@ def slice_viewer(root: str | None = None, name: str | None = None, version: floa
     n = viewer.n_slices(maps.input_hu.shape, plane)
     cur = st.session_state.get("slice")
     if cur is None or not 0 <= int(cur) < n:
-        cur = dashboard.strongest_slice(maps, plane) if maps.signed else n // 2
+        cur = dashboard.strongest_slice(maps, plane)  # the middle slice when there is no map
         st.session_state["slice"] = int(cur)
 
     def jump():

@@ -62,7 +62,7 @@ class TrainConfig:
     end_at: int | None = None       # finish cleanly at this step of the `steps`-long schedule
                                     #   (checkpoint + model.pt): a time-boxed run, reproducible
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory,
-                                    #   ~1/3 more compute, same gradients (paper-fgm on small GPUs)
+                                    #   one extra forward pass a block, same gradients
     stop_after: int | None = None   # leave abruptly after this step, no checkpoint (tests a kill)
     progress: bool = True
 

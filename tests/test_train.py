@@ -186,7 +186,12 @@ def test_end_at_finishes_early_on_the_longer_schedule(tmp_path):
     assert again["step"] == 3 and again["params_hash"] == res["params_hash"]
 
 
-def test_grad_checkpointing_trains_to_the_same_weights(tmp_path):
+def test_grad_checkpointing_trains_to_the_same_weights(tmp_path, monkeypatch):
+    from guad.models import HDAE
+
+    switched = []
+    real = HDAE.set_checkpointing
+    monkeypatch.setattr(HDAE, "set_checkpointing", lambda self, on=True: switched.append(on) or real(self, on))
     ds = memory_dataset("tiny-fgm", n=3)
     common = dict(model="fgm", config="tiny-fgm", steps=3, batch_size=2, progress=False, seed=2)
     plain = train(TrainConfig(out=str(tmp_path / "a"), **common), dataset=ds)
@@ -194,6 +199,7 @@ def test_grad_checkpointing_trains_to_the_same_weights(tmp_path):
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
     assert plain["step"] == ckpt["step"] == 3
+    assert switched == [False, True]  # the option reached the network
     for k in a:  # recomputation may reorder float sums: equal to rounding, not bit for bit
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6, msg=lambda m: f"{k}: {m}")
     assert not torch.equal(a["unet.conv_in.weight"], initial_weights("tiny-fgm")["unet.conv_in.weight"])

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a time-boxed run that the same command reproduces")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="activation checkpointing: recompute activations in the backward pass "
-                             "(far less memory, about a third more compute, same gradients)")
+                             "(far less memory, one extra forward pass of each block, same gradients)")
     parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: a kill
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
