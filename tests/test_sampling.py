@@ -30,7 +30,7 @@ def scan():
     return torch.rand((1, 1, 8, 8, 4), generator=g)
 
 
-def monai_loop(scheduler, model, x0, t0, seed, **step_kw):
+def monai_loop(scheduler, model, x0, t0, seed, clip=(0.0, 1.0), **step_kw):
     acp = scheduler.alphas_cumprod
     noise = seeded_noise(tuple(x0.shape[1:]), [seed])
     t = t0 - 1
@@ -44,7 +44,7 @@ def monai_loop(scheduler, model, x0, t0, seed, **step_kw):
             x, _ = scheduler.step(eps, t, x, generator=g, **step_kw)
         else:
             x, _ = scheduler.step(eps, t, x, **step_kw)
-    return x.clamp(0, 1)
+    return x.clamp(*clip)
 
 
 def test_ddpm_equals_monai_ddpm_scheduler(scan):
@@ -55,13 +55,45 @@ def test_ddpm_equals_monai_ddpm_scheduler(scan):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
 
 
-def test_full_ddim_equals_monai_ddim_scheduler(scan):
+def test_full_ddim_equals_monai_ddim_scheduler_where_the_clamp_does_not_bite(scan):
     model = ToyModel()
+    ref_s = DDIMScheduler(1000, "linear_beta", clip_sample_min=-50.0, clip_sample_max=50.0, beta_start=1e-4, beta_end=2e-2)
+    ref_s.set_timesteps(1000)
+    ref = monai_loop(ref_s, model, scan, t0=30, seed=2, clip=(-50.0, 50.0), eta=0.0)
+    ours = reconstruct(model, scan, t0=30, sampler="ddim", seeds=[2], clip=(-50.0, 50.0))
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_steps_on_the_eps_of_the_clamped_x0(scan):
+    """Where the clamp bites, DDIM re-derives eps from the clamped x0 (guided-diffusion / DiffAE,
+    the authors' code base), unlike MONAI's raw-eps step: checked against a hand-written loop."""
+    model = ToyModel()
+    x0 = scan.clone()
+    x0[..., :4, :, :] = 0.0  # "air": voxels at the lower bound of the data range, as in head CT
+    acp = make_scheduler().alphas_cumprod.double()
+    lat = model.encode(x0)
+    t0, bites = 30, 0
+    x = acp[t0 - 1].sqrt() * x0.double() + (1 - acp[t0 - 1]).sqrt() * seeded_noise(tuple(x0.shape[1:]), [4]).double()
+    for t in range(t0 - 1, -1, -1):
+        eps = model(x.float(), torch.tensor([t]), latents=lat).double()
+        raw = (x - (1 - acp[t]).sqrt() * eps) / acp[t].sqrt()
+        x0_hat = raw.clamp(0, 1)
+        bites += int((raw != x0_hat).sum())
+        eps = (x - acp[t].sqrt() * x0_hat) / (1 - acp[t]).sqrt()  # the eps of the clamped x0
+        x = acp[t - 1].sqrt() * x0_hat + (1 - acp[t - 1]).sqrt() * eps if t > 0 else x0_hat
+    assert bites > 0  # the clamp bit at some step
+    ours = reconstruct(model, x0, t0=t0, sampler="ddim", seeds=[4])
+    torch.testing.assert_close(ours.double(), x, atol=1e-5, rtol=1e-5)
+    # and it is not MONAI's raw-eps step, which takes another path from the same start
     ref_s = DDIMScheduler(1000, "linear_beta", clip_sample_min=0.0, clip_sample_max=1.0, beta_start=1e-4, beta_end=2e-2)
     ref_s.set_timesteps(1000)
-    ref = monai_loop(ref_s, model, scan, t0=30, seed=2, eta=0.0)
-    ours = reconstruct(model, scan, t0=30, sampler="ddim", seeds=[2])
-    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    monai = monai_loop(ref_s, model, x0, t0=t0, seed=4, eta=0.0)
+    assert (ours - monai).abs().max() > 2e-3
+
+
+def test_sampler_run_params_keep_old_keys_for_unchanged_samplers():
+    assert SamplerSpec.parse("x0").run_params() == {} and SamplerSpec.parse("ddpm").run_params() == {}
+    assert SamplerSpec.parse("ddim").run_params() == SamplerSpec.parse("ddim:10").run_params() != {}
 
 
 def test_schedule_is_the_papers():

@@ -106,6 +106,7 @@ def run(args) -> int:
         params = {"config": lm.cfg.name, "min_voxels": lm.min_voxels}
         if resolve_precision(args.precision, lm.device) == "bf16":  # fp32 runs keep their old keys
             params["precision"] = "bf16"
+        params.update(spec.run_params())  # a changed sampler never resumes an older run
         runs[name] = store.ensure_run(name, lm.hash, str(spec), t0=t0s[name], seed=args.seed, params=params)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     todo: dict[str, set[str]] = {}
