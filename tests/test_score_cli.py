@@ -34,6 +34,8 @@ def test_score_fills_store_records_failure_and_rerun_writes_nothing(small_manife
     assert (good.status == "ok").all() and (good.score >= 0).all()
     runs = Store(db).runs()
     assert set(runs.model) == {"cmm", "fgm"} and set(runs.sampler) == {"ddim:2"} and runs.finished.notna().all()
+    # a DDIM run records which eps it stepped on, so scores of the older raw-eps DDIM never resume it
+    assert runs.params.str.contains("from-clamped-x0").all()
     # viewer maps for every good scan
     for sid in good.scan_id.unique():
         assert (maps / sid / "fgm_map.nii.gz").exists() and (maps / sid / "input_hu.nii.gz").exists()
