@@ -59,8 +59,7 @@ def main() -> int:
 
     results: dict[str, dict] = {}
     for s in samplers:
-        tag = "".join(f"_{v}" for v in SamplerSpec.parse(s).run_params().values())
-        files = [out / f"{s.replace(':', '-')}{tag}_{c.scan_id}.npz" for c in cases]
+        files = [out / f"{SamplerSpec.parse(s).file_tag()}_{c.scan_id}.npz" for c in cases]
         todo = [i for i, f in enumerate(files) if not f.exists()]
         t = time.perf_counter()
         for j in range(0, len(todo), args.batch):

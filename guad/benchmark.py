@@ -133,8 +133,8 @@ def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str,
             spec = SamplerSpec.parse(PAPER_SAMPLER[m] if name == "paper" else name)
             t0_m = (t0 or {}).get(m) or lm.t0
             prec = resolve_precision(precision, lm.device)
-            tag = "".join(f"_{v}" for v in spec.run_params().values())  # older DDIM scores are not read back
-            cache = (Path(cache_dir) / f"scores_{m}_{spec}{tag}_t{t0_m}_{prec}_seed{seed}.csv".replace(":", "-")
+            # file_tag carries run_params: older DDIM scores are not read back
+            cache = (Path(cache_dir) / f"scores_{m}_{spec.file_tag()}_t{t0_m}_{prec}_seed{seed}.csv"
                      if cache_dir else None)
             ids = [c.scan_id for c in everyone]
             done = pd.read_csv(cache, dtype={"scan_id": str}) if cache and cache.exists() else None

@@ -89,6 +89,10 @@ class SamplerSpec:
         not change and keep their keys."""
         return {"ddim_eps": "from-clamped-x0"} if self.name == "ddim" else {}
 
+    def file_tag(self) -> str:
+        """The sampler in a file name: its name and run_params, e.g. 'ddim-10_from-clamped-x0'."""
+        return "".join([str(self), *(f"_{v}" for v in self.run_params().values())]).replace(":", "-")
+
 
 def seeded_noise(shape_one: tuple[int, ...], seeds: list[int], salt: int = 0) -> torch.Tensor:
     """(B, *shape_one) standard normal noise, row b drawn from a CPU generator seeded seeds[b]."""
@@ -136,8 +140,11 @@ def reconstruct(
         tt = torch.full((x_t.shape[0],), t, device=device, dtype=torch.long)
         eps = model(x_t, tt, latents=latents, anatomy=anatomy).to(torch.float64)
         a = acp[t]
-        x0_hat = (x_t.to(torch.float64) - (1 - a).sqrt() * eps) / a.sqrt()
-        return x0_hat.clamp(lo, hi), eps
+        x_t = x_t.to(torch.float64)
+        x0_hat = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(lo, hi)
+        # the eps of the clamped x0, so that x_t, x0_hat and eps stay one consistent triple
+        # (guided-diffusion; see the module docstring). Only DDIM steps on it.
+        return x0_hat, (x_t - a.sqrt() * x0_hat) / (1 - a).sqrt()
 
     for i, t in enumerate(ts):
         x0_hat, eps = predict_x0(x, t)
@@ -161,9 +168,7 @@ def reconstruct(
             if t_next < 0:
                 x = x0_hat.to(x0.dtype)
             else:
-                # DDIM eq. 12 with the eps re-derived from the clamped x0 (see the docstring).
-                a_t = acp[t]
-                eps = (x.to(torch.float64) - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()
+                # DDIM eq. 12, on the eps of the clamped x0 (predict_x0).
                 a_next = acp[t_next]
                 x = (a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps).to(x0.dtype)
         if progress is not None:
