@@ -123,8 +123,10 @@ def plan(preset: Preset, seed: int = 0, limit: int | None = None) -> list[dict]:
     return rows
 
 
-def remake_scan(row: dict, size: int | None = None, sites: dict | None = None) -> SynthScan:
-    """The scan a manifest row describes (``size`` defaults to the row's or 256)."""
+def remake_scan(row: dict, size: int | None = None, sites: dict | None = None,
+                noise_seed: int | None = None) -> SynthScan:
+    """The scan a manifest row describes (``size`` defaults to the row's or 256); with
+    ``noise_seed``, the same patient rescanned: new scanner noise, same everything else."""
     sites = sites or SITES
     site_name = str(row.get("site", "internal"))
     if site_name not in sites:
@@ -133,7 +135,8 @@ def remake_scan(row: dict, size: int | None = None, sites: dict | None = None) -
     if isinstance(finding, float):  # pandas NaN for an empty cell
         finding = None
     size = int(size or row.get("size") or 256)
-    return generate_scan(int(row["seed"]), finding=finding, size=size, site=sites[site_name])
+    return generate_scan(int(row["seed"]), finding=finding, size=size, site=sites[site_name],
+                         noise_seed=noise_seed)
 
 
 def nifti_bytes(data: np.ndarray, affine: np.ndarray) -> bytes:

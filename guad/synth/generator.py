@@ -143,10 +143,13 @@ def _sample_u(tensor: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
 
 
 def generate_scan(seed: int, finding: str | None = None, size: int = 256,
-                  site: Site | None = None, severity: float | None = None) -> SynthScan:
+                  site: Site | None = None, severity: float | None = None,
+                  noise_seed: int | None = None) -> SynthScan:
     """A synthetic non-contrast head CT; ``finding`` one of FINDINGS or None (normal).
 
     ``severity`` in [0, 1] (None: drawn) sets the finding's size/contrast; 0 is subtle.
+    ``noise_seed`` (None: derived from ``seed``) redraws only the scanner noise: the same
+    patient scanned twice, which is the floor for a reconstruction that draws its own noise.
     The same arguments give the same array, bit for bit."""
     if finding is not None and finding not in fnd.FINDINGS:
         raise ValueError(f"unknown finding {finding!r}; expected one of {sorted(fnd.FINDINGS)}")
@@ -156,12 +159,12 @@ def generate_scan(seed: int, finding: str | None = None, size: int = 256,
     torch.set_num_threads(1)
     try:
         with torch.no_grad():
-            return _generate(int(seed), finding, int(size), site, severity)
+            return _generate(int(seed), finding, int(size), site, severity, noise_seed)
     finally:
         torch.set_num_threads(threads)
 
 
-def _generate(seed, finding, n, site, severity) -> SynthScan:
+def _generate(seed, finding, n, site, severity, noise_seed=None) -> SynthScan:
     tpl = load_template()
     rng = np.random.default_rng([seed, 0])
     subj = draw_subject(rng, site)
@@ -280,7 +283,7 @@ def _generate(seed, finding, n, site, severity) -> SynthScan:
     truth = {"intracranial": place_b(ic_t), "ventricles": place_b(vent_t), "lesion": place_b(les_t)}
 
     # --- noise: in-plane correlated, independent between slices
-    g = torch.Generator().manual_seed(seed * 7919 + 17)
+    g = torch.Generator().manual_seed(seed * 7919 + 17 if noise_seed is None else int(noise_seed))
     noise = torch.randn(hu.shape, generator=g)
     sig = max(0.6 / px, 0.35)
     r = max(1, int(math.ceil(2.5 * sig)))
