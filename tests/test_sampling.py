@@ -102,7 +102,7 @@ def test_schedule_is_the_papers():
     assert len(s.betas) == 1000
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "ddim:5", "x0"])
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "ddim:5", "x0", "x0:3"])
 def test_same_scan_and_seed_same_reconstruction_regardless_of_batch(name, scan):
     model = ToyModel()
     other = torch.rand((1, 1, 8, 8, 4), generator=torch.Generator().manual_seed(9))
@@ -129,6 +129,33 @@ def test_network_calls_and_timesteps():
         SamplerSpec.parse("ddim:0")
 
 
+def test_x0_k_is_the_mean_of_k_single_step_predictions(scan):
+    """x0:K averages K x0 predictions at t0 - 1, each from its own seeded noise draw; draw 0 is
+    plain x0's, so x0:1 is x0 (same name, same store rows)."""
+    model = ToyModel()
+    t0, seed = 60, 7
+    acp = make_scheduler().alphas_cumprod.double()
+    a = acp[t0 - 1]
+    lat = model.encode(scan)
+    by_hand = []
+    for salt in (0, 500_001, 500_002):
+        n = seeded_noise(tuple(scan.shape[1:]), [seed], salt=salt)
+        x_t = a.sqrt().float() * scan + (1 - a).sqrt().float() * n
+        eps = model(x_t, torch.tensor([t0 - 1]), latents=lat).double()
+        by_hand.append(((x_t.double() - (1 - a).sqrt() * eps) / a.sqrt()).clamp(0, 1))
+    want = (sum(by_hand) / 3).float()
+    got = reconstruct(model, scan, t0=t0, sampler="x0:3", seeds=[seed])
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    one = reconstruct(model, scan, t0=t0, sampler="x0", seeds=[seed])
+    assert torch.equal(reconstruct(model, scan, t0=t0, sampler="x0:1", seeds=[seed]), one)
+    assert not torch.allclose(got, one, atol=1e-4)
+    assert str(SamplerSpec.parse("x0:1")) == "x0" and str(SamplerSpec.parse("x0:4")) == "x0:4"
+    assert SamplerSpec.parse("x0:4").network_calls(400) == 4
+    assert SamplerSpec.parse("x0:4").file_tag() == "x0-4"
+    with pytest.raises(ValueError, match="unknown sampler"):
+        SamplerSpec.parse("x0:0")
+
+
 def test_counts_calls_made():
     calls = []
 
@@ -140,6 +167,9 @@ def test_counts_calls_made():
     x = torch.rand((1, 1, 4, 4, 2))
     reconstruct(Counting(), x, t0=40, sampler="ddim:8", seeds=[0])
     assert len(calls) == 8 and calls[0] == 39 and calls[-1] == 0
+    calls.clear()
+    reconstruct(Counting(), x, t0=40, sampler="x0:4", seeds=[0])
+    assert calls == [39] * 4
 
 
 @pytest.mark.parametrize("name", ["ddim:10", "x0"])

@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
     p.add_argument("--cmm", help="CMM checkpoint (default: shipped data/weights/cpu-cmm.pt)")
     p.add_argument("--fgm", help="FGM checkpoint (default: shipped data/weights/cpu-fgm.pt)")
     p.add_argument("--sampler", default=None,
-                   help="ddpm | ddim | ddim:K | x0 for both models (default: the paper's, ddpm for CMM, ddim for FGM)")
+                   help="ddpm | ddim | ddim:K | x0 | x0:K for both models (default: the paper's, ddpm for CMM, ddim for FGM)")
     p.add_argument("--t0", default=None,
                    help="noise level(s) to start from: one number for both, or cmm=N,fgm=M (default: each config's)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default: cuda when available)")
