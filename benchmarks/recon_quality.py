@@ -32,12 +32,14 @@ from guad.preprocess import preprocess_ct  # noqa: E402
 from guad.viewer import apply_window, take_slice  # noqa: E402
 
 
+def inputs(path: Path, models) -> dict:
+    """Each model's input for one scan file."""
+    pp = preprocess_ct(read_ct(path))
+    return {m: model_input(pp, lm.cfg) for m, lm in models.items()}
+
+
 def load(manifest: Path, rows: pd.DataFrame, models):
-    out = []
-    for r in rows.itertuples():
-        pp = preprocess_ct(read_ct(manifest.parent / r.path))
-        out.append((r.scan_id, {m: model_input(pp, lm.cfg) for m, lm in models.items()}))
-    return out
+    return [(r.scan_id, inputs(manifest.parent / r.path, models)) for r in rows.itertuples()]
 
 
 def load_rescans(manifest: Path, rows: pd.DataFrame, models, noise_seed: int = 1):
@@ -51,8 +53,7 @@ def load_rescans(manifest: Path, rows: pd.DataFrame, models, noise_seed: int = 1
     with tempfile.TemporaryDirectory() as tmp:
         for r in rows.to_dict("records"):
             write_scan(remake_scan(r, noise_seed=noise_seed), Path(tmp), r["scan_id"])
-            pp = preprocess_ct(read_ct(Path(tmp) / "images" / f"{r['scan_id']}.nii.gz"))
-            out.append((r["scan_id"], {m: model_input(pp, lm.cfg) for m, lm in models.items()}))
+            out.append((r["scan_id"], inputs(Path(tmp) / "images" / f"{r['scan_id']}.nii.gz", models)))
     return out
 
 

@@ -141,7 +141,11 @@ def reconstruct(
     shape_one = tuple(x0.shape[1:])
     noise = seeded_noise(shape_one, seeds).to(device=device, dtype=x0.dtype)
     t_start = ts[0]
-    x = acp[t_start].sqrt().to(x0.dtype) * x0 + (1 - acp[t_start]).sqrt().to(x0.dtype) * noise
+
+    def noised(n: torch.Tensor) -> torch.Tensor:  # q(x_{t_start} | x0) with the given noise
+        return acp[t_start].sqrt().to(x0.dtype) * x0 + (1 - acp[t_start]).sqrt().to(x0.dtype) * n
+
+    x = noised(noise)
 
     def predict_x0(x_t: torch.Tensor, t: int) -> torch.Tensor:
         tt = torch.full((x_t.shape[0],), t, device=device, dtype=torch.long)
@@ -161,8 +165,7 @@ def reconstruct(
             if progress is not None:
                 progress(k, k_draws)
             n_k = seeded_noise(shape_one, seeds, salt=X0_DRAW_SALT + k).to(device=device, dtype=x0.dtype)
-            x_k = acp[t_start].sqrt().to(x0.dtype) * x0 + (1 - acp[t_start]).sqrt().to(x0.dtype) * n_k
-            total = total + predict_x0(x_k, t_start)[0]
+            total = total + predict_x0(noised(n_k), t_start)[0]
         if progress is not None:
             progress(k_draws, k_draws)
         return (total / k_draws).to(x0.dtype).clamp(lo, hi)

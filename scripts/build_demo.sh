@@ -25,28 +25,21 @@ if has train; then
     # The shipped weights were trained in three time-boxed stages on the cohort's 800 training
     # normals, the two models side by side, one core each. --end-at stops a run at that step
     # of its (longer) cosine schedule, which is where the shipped EMA weights were taken.
+    # train MODEL OUT ARGS...: one cpu model on the cohort's training normals, in the background
+    train() { python -m guad train --model "$1" --config "cpu-$1" --manifest "$COHORT/manifest.csv" \
+                  --out "$2" --no-progress "${@:3}" & }
     # Stage 1: the configs' learning rates.
-    python -m guad train --model cmm --config cpu-cmm --manifest "$COHORT/manifest.csv" \
-        --out runs/cmm --steps 2500 --end-at 1750 --ckpt-every 250 --no-progress &
-    python -m guad train --model fgm --config cpu-fgm --manifest "$COHORT/manifest.csv" \
-        --out runs/fgm --steps 1600 --end-at 1000 --ckpt-every 200 --no-progress &
+    train cmm runs/cmm --steps 2500 --end-at 1750 --ckpt-every 250
+    train fgm runs/fgm --steps 1600 --end-at 1000 --ckpt-every 200
     wait
     # Stage 2: continued from stage 1's EMA, a fresh optimizer and a new cosine from 1e-4.
-    python -m guad train --model cmm --config cpu-cmm --manifest "$COHORT/manifest.csv" \
-        --out runs/cmm2 --init runs/cmm/model.pt --lr 1e-4 --steps 3000 --end-at 3000 \
-        --ckpt-every 250 --no-progress &
-    python -m guad train --model fgm --config cpu-fgm --manifest "$COHORT/manifest.csv" \
-        --out runs/fgm2 --init runs/fgm/model.pt --lr 1e-4 --steps 1800 --end-at 1600 \
-        --ckpt-every 200 --no-progress &
+    train cmm runs/cmm2 --init runs/cmm/model.pt --lr 1e-4 --steps 3000 --end-at 3000 --ckpt-every 250
+    train fgm runs/fgm2 --init runs/fgm/model.pt --lr 1e-4 --steps 1800 --end-at 1600 --ckpt-every 200
     wait
     # Stage 3 (a later, slower machine): continued from stage 2's EMA, again a fresh optimizer
     # and a cosine from 1e-4; stopped where the session's time ran out.
-    python -m guad train --model cmm --config cpu-cmm --manifest "$COHORT/manifest.csv" \
-        --out runs/cmm3 --init runs/cmm2/model.pt --lr 1e-4 --steps 2800 --end-at 1600 \
-        --ckpt-every 100 --no-progress &
-    python -m guad train --model fgm --config cpu-fgm --manifest "$COHORT/manifest.csv" \
-        --out runs/fgm3 --init runs/fgm2/model.pt --lr 1e-4 --steps 1200 --end-at 800 \
-        --ckpt-every 100 --no-progress &
+    train cmm runs/cmm3 --init runs/cmm2/model.pt --lr 1e-4 --steps 2800 --end-at 1600 --ckpt-every 100
+    train fgm runs/fgm3 --init runs/fgm2/model.pt --lr 1e-4 --steps 1200 --end-at 800 --ckpt-every 100
     wait
     mkdir -p data/weights
     cp runs/cmm3/model.pt data/weights/cpu-cmm.pt

@@ -52,7 +52,6 @@ def test_same_seed_same_array_other_seed_differs():
     assert not np.array_equal(a.hu, c.hu)
 
 
-
 def test_noise_seed_rescans_the_same_patient(normal):
     """Only the scanner noise changes: the brain differs by noise alone (sd ~ sqrt(2) x the
     subject's noise sd), the truth masks not at all; the default noise is unchanged."""
@@ -66,6 +65,7 @@ def test_noise_seed_rescans_the_same_patient(normal):
     assert 4.0 * 0.85 - 0.2 < d.std() / np.sqrt(2) < 4.0 * 1.15 + 0.2  # internal site: 4 HU +-15%
     row = {"scan_id": "x", "seed": "5", "site": "internal", "finding": "", "size": str(SIZE)}
     assert np.array_equal(remake_scan(row, noise_seed=1).hu, again.hu)
+
 
 @pytest.mark.parametrize("finding", FINDINGS)
 def test_every_finding_inserts_a_plausible_lesion(finding):
