@@ -5,7 +5,8 @@
 
 Each step: draw t ~ U[0, 550) and noise, x_t = q_sample(x0, t, noise), predict the noise from
 (x_t, t, latents of x0 [, anatomy]), MSE. AdamW (weight decay 0.05), cosine decay to a floor,
-gradient clipping, EMA of the weights (0.995), bf16 autocast on GPU only.
+gradient clipping, EMA of the weights (0.995), bf16 autocast on a GPU by default, and on a CPU
+when asked (`precision="bf16"`: on CPUs with AVX-512 BF16 / AMX it ran 2.3x faster, README).
 
 Reproducible and resumable bit for bit: the data order is a seeded permutation per epoch,
 indexed by the step, and every step's randomness (t, noise, dropout) comes from a seed made
@@ -63,6 +64,8 @@ class TrainConfig:
                                     #   (checkpoint + model.pt): a time-boxed run, reproducible
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory,
                                     #   one extra forward pass a block, same gradients
+    precision: str = "auto"         # network arithmetic: auto (bf16 on a GPU, fp32 on a CPU) | fp32 |
+                                    #   bf16 (autocast; weights, optimizer, EMA and loss stay fp32)
     stop_after: int | None = None   # leave abruptly after this step, no checkpoint (tests a kill)
     progress: bool = True
 
@@ -148,6 +151,8 @@ def train(tc: TrainConfig, dataset=None) -> dict:
     device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    from guad.inference import resolve_precision
+    bf16 = resolve_precision(tc.precision, device) == "bf16"
     master = rank == 0
     out = Path(tc.out)
     if master:
@@ -244,7 +249,7 @@ def train(tc: TrainConfig, dataset=None) -> dict:
             t = torch.randint(0, tc.t_max, (x0.shape[0],), generator=gen).to(device)
             noise = torch.randn(x0.shape, generator=gen).to(device)
             x_t = schedule.q_sample(x0, t, noise)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 eps = net(x_t, t, x0=x0, anatomy=anatomy)
             loss = F.mse_loss(eps.float(), noise)
             opt.zero_grad(set_to_none=True)

@@ -209,3 +209,28 @@ def initial_weights(name: str) -> dict:
     from guad.models import HDAE
     torch.manual_seed(2)
     return HDAE(get_config(name)).state_dict()
+
+
+def test_bf16_on_the_cpu_trains_reproducibly_with_fp32_weights(tmp_path, monkeypatch):
+    """precision='bf16' autocasts the network on a CPU too (AVX-512 BF16 / AMX machines train
+    ~2.3x faster); weights, EMA and optimizer stay fp32 and the same seed gives the same run."""
+    from guad.models import HDAE
+
+    seen = []
+    real = HDAE.forward
+    monkeypatch.setattr(HDAE, "forward", lambda self, *a, **k: seen.append(torch.is_autocast_enabled("cpu"))
+                        or real(self, *a, **k))
+    ds = memory_dataset("tiny-fgm")
+    common = dict(model="fgm", config="tiny-fgm", steps=25, batch_size=4, lr=3e-3, log_every=5,
+                  progress=False, seed=3, precision="bf16")
+    a = train(TrainConfig(out=str(tmp_path / "a"), **common), dataset=ds)
+    assert seen and all(seen)  # every forward pass ran under bf16 autocast
+    ls = losses(tmp_path / "a")
+    assert ls[-1] < 0.6 * ls[0], ls
+    ck = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())
+    b = train(TrainConfig(out=str(tmp_path / "b"), **common), dataset=ds)
+    assert b["params_hash"] == a["params_hash"]
+    seen.clear()
+    train(TrainConfig(out=str(tmp_path / "c"), **{**common, "precision": "auto", "steps": 1}), dataset=ds)
+    assert seen == [False]  # auto stays fp32 on a CPU
