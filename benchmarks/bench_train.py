@@ -3,9 +3,10 @@
     python benchmarks/bench_train.py                         # cpu configs at batch 4, paper at batch 1
     python benchmarks/bench_train.py --configs cpu-cmm --iters 20 --threads 2
     python benchmarks/bench_train.py --configs paper-cmm,paper-fgm --grad-checkpointing
+    python benchmarks/bench_train.py --configs cpu-cmm,cpu-fgm --threads 1 --precision bf16
 
-One iteration is the training loop's step: noise to a random t < 550, forward (encoder + U-Net),
-MSE, backward, gradient clipping, AdamW, EMA update. Each config runs in its own process so
+One iteration is the training loop's step: noise to a random t < 550, forward (encoder + U-Net,
+under bf16 autocast with --precision bf16, as `guad train --precision bf16`), MSE, backward, gradient clipping, AdamW, EMA update. Each config runs in its own process so
 its peak resident memory (ru_maxrss) is its own; the first iteration is a warm-up and not
 timed. FLOPs (forward + backward, counted on the meta device) help compare machines.
 """
@@ -42,7 +43,7 @@ def flops(name: str, batch: int) -> float:
     return fc.get_total_flops()
 
 
-def one(name: str, batch: int, iters: int, checkpointing: bool = False) -> dict:
+def one(name: str, batch: int, iters: int, checkpointing: bool = False, precision: str = "fp32") -> dict:
     import copy
 
     import torch
@@ -64,7 +65,9 @@ def one(name: str, batch: int, iters: int, checkpointing: bool = False) -> dict:
         t0 = time.perf_counter()
         t = torch.randint(0, 550, (batch,))
         noise = torch.randn_like(x0)
-        loss = F.mse_loss(model(sched.q_sample(x0, t, noise), t, x0=x0, anatomy=anatomy), noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            eps = model(sched.q_sample(x0, t, noise), t, x0=x0, anatomy=anatomy)
+        loss = F.mse_loss(eps.float(), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -79,7 +82,7 @@ def one(name: str, batch: int, iters: int, checkpointing: bool = False) -> dict:
             "params_M": round(n["total"] / 1e6, 2), "s_per_iter": round(statistics.median(times), 3),
             "s_min": round(min(times), 3), "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "GFLOP_per_iter": round(flops(name, batch) / 1e9, 1), "threads": torch.get_num_threads(),
-            "checkpointing": checkpointing}
+            "checkpointing": checkpointing, "precision": precision}
 
 
 def main() -> int:
@@ -90,13 +93,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     ap.add_argument("--grad-checkpointing", action="store_true",
                     help="activation checkpointing (guad train --grad-checkpointing)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="network arithmetic on the CPU (bf16: autocast, fast on AVX-512 BF16 / AMX)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(one(args.one, args.batch, args.iters, args.grad_checkpointing)))
+        print(json.dumps(one(args.one, args.batch, args.iters, args.grad_checkpointing, args.precision)))
         return 0
     load = os.getloadavg()[0]
     print(f"# {os.cpu_count()} CPUs, load average {load:.1f} at start"
@@ -106,7 +111,8 @@ def main() -> int:
     for name in args.configs.split(","):
         batch = args.batch or DEFAULT.get(name, 4)
         iters = 1 if name.startswith("paper") else args.iters
-        cmd = [sys.executable, __file__, "--one", name, "--batch", str(batch), "--iters", str(iters)]
+        cmd = [sys.executable, __file__, "--one", name, "--batch", str(batch), "--iters", str(iters),
+               "--precision", args.precision]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         if args.grad_checkpointing:
