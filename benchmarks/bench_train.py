@@ -105,7 +105,7 @@ def main() -> int:
         return 0
     load = os.getloadavg()[0]
     print(f"# {os.cpu_count()} CPUs, load average {load:.1f} at start"
-          + (", activation checkpointing on" if args.grad_checkpointing else ""))
+          + (", activation checkpointing on" if args.grad_checkpointing else "") + f", {args.precision}")
     print(f"{'config':10} {'input':10} {'batch':>5} {'params':>8} {'s/iter':>7} {'min':>7} "
           f"{'peak RSS':>9} {'GFLOP/it':>9}")
     for name in args.configs.split(","):
