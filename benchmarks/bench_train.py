@@ -6,9 +6,10 @@
     python benchmarks/bench_train.py --configs cpu-cmm,cpu-fgm --threads 1 --precision bf16
 
 One iteration is the training loop's step: noise to a random t < 550, forward (encoder + U-Net,
-under bf16 autocast with --precision bf16, as `guad train --precision bf16`), MSE, backward, gradient clipping, AdamW, EMA update. Each config runs in its own process so
-its peak resident memory (ru_maxrss) is its own; the first iteration is a warm-up and not
-timed. FLOPs (forward + backward, counted on the meta device) help compare machines.
+under bf16 autocast with --precision bf16, as `guad train --precision bf16`), MSE, backward,
+gradient clipping, AdamW, EMA update. Each config runs in its own process so its peak
+resident memory (ru_maxrss) is its own; the first iteration is a warm-up and not timed. FLOPs
+(forward + backward, counted on the meta device) help compare machines.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from guad.benchmark import auroc_rows, load_cases  # noqa: E402
-from guad.commands.score import scan_seed  # noqa: E402
+from guad.commands.score import parse_t0, scan_seed  # noqa: E402
 from guad.inference import ModelInput, load_models, score_batch  # noqa: E402
 from guad.preprocess.anatomy import PARENCHYMA  # noqa: E402
 from guad.preprocess.pipeline import model_to_hu  # noqa: E402
@@ -55,7 +55,6 @@ def main() -> int:
     ap.add_argument("--t0", default="cmm=400,fgm=300")
     ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
-    t0 = {k: int(v) for k, v in (s.split("=") for s in args.t0.split(","))}
     man = Path(args.manifest)
     m = pd.read_csv(man, keep_default_na=False)
     test = m[m.split == "test"]
@@ -63,6 +62,7 @@ def main() -> int:
                       test[test.label == "critical"].groupby(["site", "finding"]).head(args.per_site_finding)])
     train = m[(m.split == "train") & (m.label == "normal")].head(40)
     models = load_models()
+    t0 = parse_t0(args.t0, models)
     start = time.perf_counter()
     ref = float(np.median([parenchyma_median_hu(c.inputs["fgm"]) for c in load_cases(train, models, man.parent)]))
     cases = load_cases(rows, models, man.parent)

@@ -22,9 +22,9 @@ if has synth; then
 fi
 
 if has train; then
-    # The shipped weights were trained in three time-boxed stages on the cohort's 800 training
-    # normals, the two models side by side, one core each. --end-at stops a run at that step
-    # of its (longer) cosine schedule, which is where the shipped EMA weights were taken.
+    # The shipped weights were trained in four stages on the cohort's 800 training normals, the
+    # two models side by side, one core each. --end-at stops a run at that step of its (longer)
+    # cosine schedule, which is where stages 1-3 were cut; stage 4 ran its whole schedule.
     # train MODEL OUT ARGS...: one cpu model on the cohort's training normals, in the background
     train() { python -m guad train --model "$1" --config "cpu-$1" --manifest "$COHORT/manifest.csv" \
                   --out "$2" --no-progress "${@:3}" & }
