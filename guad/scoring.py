@@ -23,7 +23,7 @@ MIN_ABS_HU = {"cmm": 10.0, "fgm": 7.5}
 MIN_VOXELS = 75
 HU_PER_UNIT = 100.0  # the [-10, 90] HU window maps to [0, 1]
 
-_median = MedianSmooth(radius=1)
+MEDIAN_RADIUS = 1  # voxels, every axis: the paper's 3x3x3 window
 _FULL_3D = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 
 
@@ -40,12 +40,16 @@ def difference_map_hu(x: np.ndarray, recon: np.ndarray, mask: np.ndarray | None 
 
 
 def anomaly_score(
-    diff_hu: np.ndarray, min_abs_hu: float, min_voxels: int = MIN_VOXELS
+    diff_hu: np.ndarray, min_abs_hu: float, min_voxels: int = MIN_VOXELS,
+    median_radius: int | tuple[int, int, int] = MEDIAN_RADIUS,
 ) -> tuple[float, np.ndarray]:
     """Score a signed difference map (input - reconstruction, HU), as the paper does.
 
     diff_hu: (X, Y, Z) float. Returns (score, cleaned_signed_map (X, Y, Z) float32).
     An object of exactly `min_voxels` voxels is kept ("objects under 75 voxels removed").
+    median_radius: the median window's radius in voxels, one int or one per axis (X, Y, Z);
+    the paper's is 1. A radius of 0 on an axis does not filter along it; 0 everywhere skips
+    the median step.
     """
     diff = np.asarray(diff_hu, dtype=np.float32)
     if diff.ndim != 3:
@@ -56,9 +60,15 @@ def anomaly_score(
     kept = np.where(np.abs(diff) >= min_abs_hu, diff, 0.0).astype(np.float32)
     # MedianSmooth takes channel-first tensors: (1, X, Y, Z). Border voxels are padded by
     # replication (MONAI's choice); maps are zero outside the brain, so the border is empty.
-    t = torch.from_numpy(kept)[None]
-    t = _median(_median(t))
-    smoothed = t[0].numpy() if isinstance(t, torch.Tensor) else np.asarray(t)[0]
+    radius = (median_radius,) * 3 if np.isscalar(median_radius) else tuple(int(r) for r in median_radius)
+    if len(radius) != 3 or min(radius) < 0:
+        raise ValueError(f"anomaly_score: median_radius must be >= 0, one or three values, got {median_radius}")
+    if any(radius):
+        median = MedianSmooth(radius=radius)
+        t = median(median(torch.from_numpy(kept)[None]))
+        smoothed = t[0].numpy() if isinstance(t, torch.Tensor) else np.asarray(t)[0]
+    else:
+        smoothed = kept
     smoothed = np.ascontiguousarray(smoothed, dtype=np.float32)
 
     labels, n = ndimage.label(smoothed != 0, structure=_FULL_3D)

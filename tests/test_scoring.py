@@ -61,6 +61,25 @@ def test_median_is_applied_twice():
     assert score > 0 and cleaned[4, 4, 4] == 50.0 and cleaned[2, 2, 2] == 0.0
 
 
+def test_median_window_per_axis():
+    # A one-slice sheet (full X-Y plane, 1 voxel in Z): the paper's 3x3x3 window erases it;
+    # an in-plane window (radius 0 across slices) keeps it whole, a slice-axis one erases it.
+    thin = slab(thick=1, value=20.0)
+    assert anomaly_score(thin, 10.0, min_voxels=1, median_radius=1)[0] == 0.0
+    score, cleaned = anomaly_score(thin, 10.0, min_voxels=1, median_radius=(1, 1, 0))
+    assert score == pytest.approx(100 * 20.0)
+    np.testing.assert_array_equal(cleaned, thin)
+    assert anomaly_score(thin, 10.0, min_voxels=1, median_radius=(0, 0, 1))[0] == 0.0
+    # no median at all: a lone voxel survives the threshold and a 1-voxel object rule
+    d = np.zeros((5, 5, 5), np.float32)
+    d[2, 2, 2] = -12.0
+    score, cleaned = anomaly_score(d, 10.0, min_voxels=1, median_radius=0)
+    assert score == pytest.approx(12.0) and cleaned[2, 2, 2] == -12.0
+    assert anomaly_score(d, 10.0, min_voxels=1)[0] == 0.0  # the default is the paper's window
+    with pytest.raises(ValueError, match="median_radius"):
+        anomaly_score(d, 10.0, median_radius=(1, 1))
+
+
 def test_objects_under_75_voxels_are_removed_at_75_kept():
     d = np.zeros((5, 5, 8), np.float32)
     d[:, :, 2:5] = 40.0  # 5 * 5 * 3 = 75 voxels, survives the median
