@@ -85,9 +85,26 @@ def main() -> None:
             print(f"{k:5} {name:22} {whole['auroc']:.3f} [{whole['lo']:.3f}-{whole['hi']:.3f}]    "
                   f"{np.mean(sc[~crit] == 0):12.2f} {np.mean(sc[crit] == 0):8.2f}  "
                   + " ".join(f"{f} {r['auroc']:.2f}" for f, r in rows.items()), flush=True)
+    per_scan = per_scan.merge(pick[["scan_id", "site", "lesion_ml"]], on="scan_id")
+    size_table(per_scan)
     if args.out:
-        per_scan.merge(pick[["scan_id", "site", "lesion_ml"]], on="scan_id").to_csv(args.out, index=False)
+        per_scan.to_csv(args.out, index=False)
         print(f"per-scan scores: {args.out}")
+
+
+def size_table(per_scan: pd.DataFrame) -> None:
+    """Share of scans each model flags (score > 0, the paper's window) by lesion volume."""
+    paper = next(iter(WINDOWS))
+    crit = per_scan[per_scan.label == "critical"].copy()
+    crit["lesion_ml"] = pd.to_numeric(crit.lesion_ml, errors="coerce")
+    crit["volume"] = pd.cut(crit.lesion_ml, [0, 2, 10, 30, np.inf], labels=["<=2 ml", "2-10 ml", "10-30 ml", ">30 ml"])
+    unrem = per_scan[per_scan.label != "critical"]
+    print(f"\nshare with a score > 0 ({paper} window)   n   CMM   FGM")
+    print(f"{'unremarkable':38} {len(unrem):4} {np.mean(unrem[f'cmm {paper}'] > 0):5.2f} {np.mean(unrem[f'fgm {paper}'] > 0):5.2f}")
+    for col in ("volume", "finding"):
+        for g, grp in crit.groupby(col, observed=True):
+            print(f"{'critical, ' + str(g):38} {len(grp):4} {np.mean(grp[f'cmm {paper}'] > 0):5.2f} "
+                  f"{np.mean(grp[f'fgm {paper}'] > 0):5.2f}   (median {grp.lesion_ml.median():.1f} ml)")
 
 
 if __name__ == "__main__":
