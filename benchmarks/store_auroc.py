@@ -2,9 +2,10 @@
 
     python benchmarks/store_auroc.py [--db data/demo/demo.duckdb]
 
-Reads the latest run of each model from the store (what the app shows) and prints, per split,
-the AUROC of each model's score for critical against normal scans (benign findings left out,
-as in the benchmark), with a 95% DeLong interval. No model is run.
+Reads the latest run of each model from the store (what the app shows) and prints, per split
+and, where a split holds several sites, per site, the AUROC of each model's score for critical
+against normal scans (benign findings left out, as in the benchmark), with a 95% DeLong
+interval. No model is run.
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ def main() -> int:
         print(f"{args.db}: no scored scans", file=sys.stderr)
         return 1
     rows = []
+    groups = []
     for split, g in frame[frame.label.isin(["normal", "critical"])].groupby("split"):
+        sites = sorted(g.site.unique())
+        groups.append((split, "all" if len(sites) > 1 else sites[0], g))
+        if len(sites) > 1:
+            groups += [(split, site, g[g.site == site]) for site in sites]
+    for split, site, g in groups:
         crit = (g.label == "critical").to_numpy()
         if crit.all() or not crit.any():
             continue
-        row = {"split": split, "normal": int((~crit).sum()), "critical": int(crit.sum())}
+        row = {"split": split, "site": site, "normal": int((~crit).sum()), "critical": int(crit.sum())}
         for m in ("cmm", "fgm"):
             a, lo, hi = auroc(crit, g[f"score_{m}"].to_numpy(dtype=np.float64))
             row[f"{m.upper()} AUROC [95% CI]"] = f"{a:.3f} [{lo:.3f}-{hi:.3f}]"
