@@ -5,7 +5,9 @@
 Reads the latest run of each model from the store (what the app shows) and prints, per split
 and, where a split holds several sites, per site, the AUROC of each model's score for critical
 against normal scans (benign findings left out, as in the benchmark), with a 95% DeLong
-interval. No model is run.
+interval; and the AND ensemble's (`guad.benchmark.ensemble`: each model's score as its mid-rank
+quantile among the validation normals, the larger of the two), as `guad benchmark` ranks it.
+No model is run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from guad.benchmark import ensemble  # noqa: E402
 from guad.dashboard import load_frame  # noqa: E402
 from guad.metrics import auroc  # noqa: E402
 
@@ -31,6 +34,8 @@ def main() -> int:
         print(f"{args.db}: no scored scans", file=sys.stderr)
         return 1
     rows = []
+    ref_rows = frame[(frame.split == "val") & (frame.label == "normal")]
+    ref = {m: ref_rows[f"score_{m}"].to_numpy(dtype=np.float64) for m in ("cmm", "fgm")}
     groups = []
     for split, g in frame[frame.label.isin(["normal", "critical"])].groupby("split"):
         sites = sorted(g.site.unique())
@@ -45,6 +50,10 @@ def main() -> int:
         for m in ("cmm", "fgm"):
             a, lo, hi = auroc(crit, g[f"score_{m}"].to_numpy(dtype=np.float64))
             row[f"{m.upper()} AUROC [95% CI]"] = f"{a:.3f} [{lo:.3f}-{hi:.3f}]"
+        if len(ref_rows):
+            ens = ensemble(ref, {m: g[f"score_{m}"].to_numpy(dtype=np.float64) for m in ("cmm", "fgm")})
+            a, lo, hi = auroc(crit, ens)
+            row["AND ensemble [95% CI]"] = f"{a:.3f} [{lo:.3f}-{hi:.3f}]"
         rows.append(row)
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
