@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from guad.benchmark import auroc_rows, load_cases  # noqa: E402
+from guad.benchmark import auroc_rows, load_cases, pick_test_scans, pick_validation_scans  # noqa: E402
 from guad.commands.score import parse_t0, scan_seed  # noqa: E402
 from guad.inference import load_models, score_batch  # noqa: E402
 from guad.scoring import MIN_ABS_HU, anomaly_score, difference_map_hu  # noqa: E402
@@ -52,13 +52,8 @@ def main() -> None:
     args = ap.parse_args()
     man = Path(args.manifest)
     m = pd.read_csv(man, keep_default_na=False)
-    s = m[m.split == args.split]
-    if args.split == "val":
-        pick = pd.concat([s[s.label == "normal"].head(args.normals),
-                          s[s.label == "critical"].groupby("finding").head(args.per_finding)])
-    else:
-        pick = pd.concat([s[s.label == "critical"].head(args.per_class),
-                          s[s.label != "critical"].head(args.per_class)])
+    pick = (pick_validation_scans(m, args.normals, args.per_finding) if args.split == "val"
+            else pick_test_scans(m, args.per_class))
     models = load_models()
     t0 = parse_t0(args.t0, models)
     t = time.perf_counter()
@@ -75,7 +70,7 @@ def main() -> None:
         for i in range(0, len(cases), args.batch):
             chunk = cases[i:i + args.batch]
             res = score_batch(lm, [c.inputs[k] for c in chunk], seeds[i:i + args.batch], args.sampler,
-                              t0=t0.get(k))
+                              t0=t0[k])
             diffs += [difference_map_hu(r.image, r.recon, r.mask) for r in res]
         for name, radius in WINDOWS.items():
             sc = np.array([anomaly_score(d, MIN_ABS_HU[k], lm.min_voxels, radius)[0] for d in diffs])

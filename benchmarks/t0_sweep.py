@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from guad.benchmark import auroc_rows, load_cases  # noqa: E402
+from guad.benchmark import auroc_rows, load_cases, pick_validation_scans  # noqa: E402
 from guad.commands.score import scan_seed  # noqa: E402
 from guad.inference import load_models, score_batch  # noqa: E402
 
@@ -38,9 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     man = Path(args.manifest)
     m = pd.read_csv(man, keep_default_na=False)
-    v = m[m.split == "val"]
-    v = pd.concat([v[v.label == "normal"].head(args.normals),
-                   v[v.label == "critical"].groupby("finding").head(args.per_finding)])
+    v = pick_validation_scans(m, args.normals, args.per_finding)
     models = load_models(args.cmm, args.fgm)
     t = time.perf_counter()
     cases = load_cases(v, models, man.parent)  # each scan read and pre-processed once

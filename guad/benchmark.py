@@ -44,6 +44,27 @@ class Case:
     hyper55: float
 
 
+def pick_test_scans(manifest: pd.DataFrame, per_class: int) -> pd.DataFrame:
+    """The benchmark's test scans: the first `per_class` critical and unremarkable (normal or
+    benign) test scans, in scan_id order. The demo manifest lists sites in turn, so a small
+    `per_class` takes one site only."""
+    test = manifest[manifest.split == "test"].sort_values("scan_id")
+    return pd.concat([test[test.label == "critical"].head(per_class), test[test.label != "critical"].head(per_class)])
+
+
+def pick_validation_scans(manifest: pd.DataFrame, normals: int, per_finding: int) -> pd.DataFrame:
+    """The sweeps' validation scans: the first `normals` normals and `per_finding` criticals of
+    each finding (benchmarks/t0_sweep.py, median_window.py)."""
+    v = manifest[manifest.split == "val"]
+    return pd.concat([v[v.label == "normal"].head(normals),
+                      v[v.label == "critical"].groupby("finding").head(per_finding)])
+
+
+def bright_voxels(pp) -> float:
+    """The first baseline: brain voxels above 55 HU on the FGM grid of a `Preprocessed` scan."""
+    return float(((model_to_hu(pp.fgm) > 55.0) & pp.fgm_mask).sum())
+
+
 def load_cases(rows: pd.DataFrame, models: dict[str, LoadedModel], root, log=print) -> list[Case]:
     """Read and pre-process each scan once; keep only what the benchmark needs."""
     from guad.io import read_ct
@@ -57,9 +78,8 @@ def load_cases(rows: pd.DataFrame, models: dict[str, LoadedModel], root, log=pri
         except Exception as exc:  # noqa: BLE001 - a bad scan is reported and left out
             log(f"skipped {r.scan_id}: {exc}")
             continue
-        hu = model_to_hu(pp.fgm)
-        hyper = float(((hu > 55.0) & pp.fgm_mask).sum())
-        cases.append(Case(r.scan_id, r.split, r.label, r.finding or "", {m: model_input(pp, lm.cfg) for m, lm in models.items()}, hyper))
+        cases.append(Case(r.scan_id, r.split, r.label, r.finding or "",
+                          {m: model_input(pp, lm.cfg) for m, lm in models.items()}, bright_voxels(pp)))
     return cases
 
 

@@ -45,9 +45,7 @@ def run(args) -> int:
     torch.set_grad_enabled(False)
     manifest = Path(args.manifest)
     m = pd.read_csv(manifest, dtype=str, keep_default_na=False).sort_values("scan_id")
-    test = m[m.split == "test"]
-    pick = pd.concat([test[test.label == "critical"].head(args.per_class),
-                      test[test.label != "critical"].head(args.per_class)])
+    pick = benchmark.pick_test_scans(m, args.per_class)
     ref = m[(m.split == "val") & (m.label == "normal")].head(args.ref)
     train = m[(m.split == "train") & (m.label == "normal")].head(args.train)
     models = load_models(args.cmm, args.fgm, device=args.device)
