@@ -8,8 +8,14 @@ calls a scan, more than a 2-core machine can spend. This asks a cheaper question
 scans and seeds: does a fast sampler give the *same reconstruction and score* as the full one?
 Per sampler it prints network calls, seconds a scan, the mean absolute difference between its
 reconstruction and the full sampler's inside the brain (HU), the Spearman rank correlation of
-its scores with the full sampler's, and AUROC critical vs unremarkable with its 95% interval on
-these few scans. Each (sampler, scan) result is kept under --out, so a killed run resumes.
+its scores with the full sampler's, AUROC critical vs unremarkable with its 95% interval, and
+its AUROC minus the full sampler's on the same scans with the paired DeLong interval (the
+benchmark's "within 0.01 of the full sampler" question; pairing makes that interval far
+narrower than either AUROC's when the two samplers rank the scans alike).
+
+Each (sampler, scan) result is kept under --out, so a killed run resumes; the fast samplers run
+first, and --report-only prints the table over the scans every sampler has finished, so a run
+cut short still says what it measured (and on how many scans).
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from guad.benchmark import load_cases  # noqa: E402
+from guad.benchmark import load_cases, pick_test_scans  # noqa: E402
 from guad.commands.score import scan_seed  # noqa: E402
 from guad.inference import PAPER_SAMPLER, load_models, score_batch  # noqa: E402
-from guad.metrics import auroc  # noqa: E402
+from guad.metrics import auroc, auroc_difference  # noqa: E402
 from guad.sampling import SamplerSpec  # noqa: E402
 
 
@@ -39,55 +45,66 @@ def main() -> int:
     ap.add_argument("--samplers", default="ddim:25,ddim:10,x0", help="the fast samplers to compare")
     ap.add_argument("--full", help="the reference sampler (default: the model's paper sampler)")
     ap.add_argument("--per-class", type=int, default=10, help="test scans per class")
+    ap.add_argument("--spread-sites", action="store_true", help="take the scans from the test sites in turn")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    ap.add_argument("--report-only", action="store_true", help="score nothing; report the scans every sampler has")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--out", default="runs/fidelity", help="per-scan results, for resuming")
     args = ap.parse_args()
 
     man = Path(args.manifest)
     m = pd.read_csv(man, keep_default_na=False)
-    test = m[m.split == "test"]
-    rows = pd.concat([test[test.label == "critical"].head(args.per_class),
-                      test[test.label != "critical"].head(args.per_class)])
+    rows = pick_test_scans(m, args.per_class, args.spread_sites)
     lm = load_models()[args.model]
     t0 = args.t0 or lm.t0
     cases = load_cases(rows, {args.model: lm}, man.parent)
     crit = np.array([c.label == "critical" for c in cases])
     full = args.full or PAPER_SAMPLER[args.model]
-    samplers = [full] + [s for s in args.samplers.split(",") if s]
-    out = Path(args.out) / f"{args.model}_t{t0}"
+    fast = [s for s in args.samplers.split(",") if s]
+    samplers = fast + [full]  # the cheap ones first: a run cut short has them all
+    from guad.inference import resolve_precision
+    prec = resolve_precision(args.precision, lm.device)
+    out = Path(args.out) / (f"{args.model}_t{t0}" + ("" if prec == "fp32" else f"_{prec}"))
     out.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, dict] = {}
     for s in samplers:
         files = [out / f"{SamplerSpec.parse(s).file_tag()}_{c.scan_id}.npz" for c in cases]
-        todo = [i for i, f in enumerate(files) if not f.exists()]
+        todo = [] if args.report_only else [i for i, f in enumerate(files) if not f.exists()]
         t = time.perf_counter()
         for j in range(0, len(todo), args.batch):
             idx = todo[j:j + args.batch]
             res = score_batch(lm, [cases[i].inputs[args.model] for i in idx],
-                              [scan_seed(0, cases[i].scan_id) for i in idx], s, t0=t0)
+                              [scan_seed(0, cases[i].scan_id) for i in idx], s, t0=t0, precision=prec)
             for i, r in zip(idx, res):
                 np.savez(files[i], recon=r.recon, score=r.score, mask=r.mask)
             print(f"{s}: {j + len(idx)}/{len(todo)} scans", flush=True)
         sec = (time.perf_counter() - t) / len(todo) if todo else float("nan")
-        got = [np.load(f) for f in files]
-        results[s] = {"recon": [g["recon"] for g in got], "score": np.array([float(g["score"]) for g in got]),
-                      "mask": [g["mask"] for g in got], "sec": sec}
+        results[s] = {"files": files, "sec": sec}
 
+    # the scans every sampler has finished (all of them, unless a run was cut short)
+    have = [i for i in range(len(cases)) if all(results[s]["files"][i].exists() for s in samplers)]
+    crit = crit[have]
+    for s in samplers:
+        got = [np.load(results[s]["files"][i]) for i in have]
+        results[s].update(recon=[g["recon"] for g in got], score=np.array([float(g["score"]) for g in got]),
+                          mask=[g["mask"] for g in got])
     ref = results[full]
-    print(f"\n{args.model.upper()} from t0 = {t0}: {crit.sum()} critical and {(~crit).sum()} unremarkable "
-          f"test scans; the full sampler is {full}")
+    print(f"\n{args.model.upper()} from t0 = {t0}, {prec}: {crit.sum()} critical and {(~crit).sum()} unremarkable "
+          f"test scans (of {len(cases)} picked); the full sampler is {full}")
     table = []
     for s in samplers:
         r = results[s]
         diff = np.mean([np.abs(a - b)[mk].mean() * 100.0
                         for a, b, mk in zip(r["recon"], ref["recon"], ref["mask"])])
         a, lo, hi = auroc(crit, r["score"])
+        d, dlo, dhi = auroc_difference(crit, r["score"], ref["score"])
         table.append({"sampler": s, "calls": SamplerSpec.parse(s).network_calls(t0),
                       "s / scan (this run)": round(r["sec"], 2),
                       "recon vs full, MAE HU": round(diff, 2),
                       "Spearman vs full": round(spearmanr(r["score"], ref["score"]).statistic, 3),
-                      "AUROC [95% CI]": f"{a:.3f} [{lo:.3f}-{hi:.3f}]"})
+                      "AUROC [95% CI]": f"{a:.3f} [{lo:.3f}-{hi:.3f}]",
+                      "minus full, paired [95% CI]": "" if s == full else f"{d:+.3f} [{dlo:+.3f} to {dhi:+.3f}]"})
     print(pd.DataFrame(table).to_string(index=False))
     return 0
 

@@ -42,14 +42,23 @@ class Case:
     finding: str
     inputs: dict[str, ModelInput]  # model -> its input
     hyper55: float
+    site: str = ""
 
 
-def pick_test_scans(manifest: pd.DataFrame, per_class: int) -> pd.DataFrame:
+def pick_test_scans(manifest: pd.DataFrame, per_class: int, spread_sites: bool = False) -> pd.DataFrame:
     """The benchmark's test scans: the first `per_class` critical and unremarkable (normal or
     benign) test scans, in scan_id order. The demo manifest lists sites in turn, so a small
-    `per_class` takes one site only."""
+    `per_class` takes one site only; with `spread_sites` each class takes its scans from the
+    sites in turn (the first of every site, then the second, ...), so every site is in the set
+    and no site gives more than its share while it still has scans."""
     test = manifest[manifest.split == "test"].sort_values("scan_id")
-    return pd.concat([test[test.label == "critical"].head(per_class), test[test.label != "critical"].head(per_class)])
+    crit, unrem = test[test.label == "critical"], test[test.label != "critical"]
+    if spread_sites and "site" in test:
+        def spread(g: pd.DataFrame) -> pd.DataFrame:
+            turn = g.groupby("site").cumcount()  # 0 for each site's first scan, 1 for its second, ...
+            return g.assign(_turn=turn).sort_values(["_turn", "site", "scan_id"]).drop(columns="_turn")
+        crit, unrem = spread(crit), spread(unrem)
+    return pd.concat([crit.head(per_class), unrem.head(per_class)])
 
 
 def pick_validation_scans(manifest: pd.DataFrame, normals: int, per_finding: int) -> pd.DataFrame:
@@ -79,7 +88,8 @@ def load_cases(rows: pd.DataFrame, models: dict[str, LoadedModel], root, log=pri
             log(f"skipped {r.scan_id}: {exc}")
             continue
         cases.append(Case(r.scan_id, r.split, r.label, r.finding or "",
-                          {m: model_input(pp, lm.cfg) for m, lm in models.items()}, bright_voxels(pp)))
+                          {m: model_input(pp, lm.cfg) for m, lm in models.items()}, bright_voxels(pp),
+                          str(getattr(r, "site", "") or "")))
     return cases
 
 
@@ -128,9 +138,15 @@ def auroc_rows(method: str, cases: list[Case], scores: dict[str, np.ndarray], ex
     return rows
 
 
+@dataclass
+class BenchmarkResult:
+    table: pd.DataFrame  # one row per method x model x (all critical | finding): AUROC, interval, calls, s/scan
+    per_scan: pd.DataFrame  # one row per test scan: scan_id, site, label, finding and every method's score
+
+
 def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str, LoadedModel],
         samplers: list[str], batch: int = 8, seed: int = 0, log=print,
-        t0: dict[str, int] | None = None, precision: str = "auto", cache_dir=None) -> pd.DataFrame:
+        t0: dict[str, int] | None = None, precision: str = "auto", cache_dir=None) -> BenchmarkResult:
     """The whole table. `cases`: test scans; `ref`: validation normals (ensemble scale);
     `train`: training normals (template baseline). With `cache_dir`, each sampler and model's
     scores are written there as they finish and read back on a rerun with the same scans,
@@ -143,8 +159,9 @@ def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str,
     n = len(cases)
     t_case = {m: v[:n] for m, v in t_all.items()}
     t_ref = {m: v[n:] for m, v in t_all.items()}
-    rows += auroc_rows("baseline: template deviation", cases,
-                       {**t_case, "ensemble": ensemble(t_ref, t_case)}, {m: {"calls": 0} for m in t_case})
+    template = {**t_case, "ensemble": ensemble(t_ref, t_case)}
+    rows += auroc_rows("baseline: template deviation", cases, template, {m: {"calls": 0} for m in t_case})
+    baselines = {"hyper55": hyper, **{f"template_{m}": v for m, v in template.items()}}
     everyone = cases + ref
     by_sampler = {}
     for name in samplers:
@@ -183,10 +200,74 @@ def run(cases: list[Case], ref: list[Case], train: list[Case], models: dict[str,
                              "s_per_scan": sum(e["s_per_scan"] for e in extra.values())}
         by_sampler[name] = {**case_s, "ensemble": ensemble(ref_s, case_s)}
         rows += auroc_rows(f"sampler: {name}", cases, by_sampler[name], extra)
-    table = pd.DataFrame(rows)
+    table = add_baseline_difference(pd.DataFrame(rows), cases, by_sampler, baselines)
     if "paper" in by_sampler:
         table = add_paired_difference(table, cases, by_sampler, "paper")
+    per_scan = pd.DataFrame({"scan_id": [c.scan_id for c in cases], "site": [c.site for c in cases],
+                             "label": [c.label for c in cases], "finding": [c.finding for c in cases],
+                             **baselines,
+                             **{f"{name}_{m}": v for name, s in by_sampler.items() for m, v in s.items()}})
+    return BenchmarkResult(table, per_scan)
+
+
+def better_baseline(pos: np.ndarray, baselines: dict[str, np.ndarray]) -> str:
+    """The name of the baseline score with the highest AUROC on these scans (pos: critical)."""
+    return max(baselines, key=lambda b: auroc(pos, baselines[b])[0])
+
+
+def add_baseline_difference(table: pd.DataFrame, cases: list[Case], by_sampler: dict[str, dict[str, np.ndarray]],
+                            baselines: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Columns baseline, b_auroc, b_lo, b_hi on each sampler's rows: its AUROC minus the better
+    baseline's on the same scans (all critical, and each finding; the better of every baseline
+    score on that group, so the comparison is never against a weak one), with the paired
+    DeLong interval. The benchmark's target is the ensemble's b_auroc >= 0.10 over all criticals."""
+    labels = np.array([c.label for c in cases])
+    findings = np.array([c.finding for c in cases])
+    unrem = labels != "critical"
+    table = table.copy()
+    table["baseline"] = ""
+    for col in ("b_auroc", "b_lo", "b_hi"):
+        table[col] = np.nan
+    for name, scores in by_sampler.items():
+        for model, s in scores.items():
+            for i in table.index[(table.method == f"sampler: {name}") & (table.model == model)]:
+                g = table.at[i, "vs unremarkable"]
+                sel = labels == "critical" if g == "all critical" else findings == g
+                keep = sel | unrem
+                best = better_baseline(sel[keep], {b: v[keep] for b, v in baselines.items()})
+                table.at[i, "baseline"] = best
+                table.loc[i, ["b_auroc", "b_lo", "b_hi"]] = auroc_difference(sel[keep], s[keep], baselines[best][keep])
     return table
+
+
+BASELINE_COLUMNS = ("hyper55", "template_cmm", "template_fgm", "template_ensemble")
+
+
+def by_site(per_scan: pd.DataFrame, sampler: str) -> pd.DataFrame:
+    """One sampler's AUROCs (critical vs unremarkable) over all test scans and within each site:
+    the > 55 HU baseline, the template ensemble, each model, the AND ensemble, and the ensemble
+    minus the site's better baseline with its paired interval. A baseline that reads raw HU can
+    rank well within one scanner and badly across scanners with different calibration, so the
+    pooled figure alone can flatter a model (README, "All three test sites")."""
+    models = [c[len(sampler) + 1:] for c in per_scan.columns if c.startswith(f"{sampler}_")]
+    rows = []
+    for site, g in [("all", per_scan)] + list(per_scan.groupby("site")):
+        pos = (g.label == "critical").to_numpy()
+        row = {"site": site, "critical": int(pos.sum()), "unremarkable": int((~pos).sum())}
+        if pos.all() or not pos.any():
+            rows.append(row)
+            continue
+        cols = {"> 55 HU": "hyper55", "template": "template_ensemble", **{m: f"{sampler}_{m}" for m in models}}
+        for label, col in cols.items():
+            a, lo, hi = auroc(pos, g[col].to_numpy(float))
+            row[label] = f"{a:.3f} [{lo:.3f}-{hi:.3f}]"
+        base = {b: g[b].to_numpy(float) for b in BASELINE_COLUMNS if b in g}
+        best = better_baseline(pos, base)
+        d, lo, hi = auroc_difference(pos, g[f"{sampler}_ensemble"].to_numpy(float), base[best])
+        row["better baseline"] = best
+        row["ensemble - better baseline"] = f"{d:+.3f} [{lo:+.3f} to {hi:+.3f}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def add_paired_difference(table: pd.DataFrame, cases: list[Case], by_sampler: dict[str, dict[str, np.ndarray]],
@@ -221,6 +302,10 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         t["vs paper [95% CI]"] = ["" if np.isnan(d) else f"{d:+.3f} [{lo:+.3f} to {hi:+.3f}]"
                                   for d, lo, hi in zip(t.d_auroc, t.d_lo, t.d_hi)]
         cols.append("vs paper [95% CI]")
+    if "b_auroc" in t:  # paired difference to the better baseline on the same scans
+        t["vs better baseline [95% CI]"] = ["" if np.isnan(d) else f"{d:+.3f} [{lo:+.3f} to {hi:+.3f}] ({b})"
+                                            for d, lo, hi, b in zip(t.b_auroc, t.b_lo, t.b_hi, t.baseline)]
+        cols.append("vs better baseline [95% CI]")
     return t[[c for c in cols if c in t]]
 
 
