@@ -2,6 +2,12 @@
 
     python benchmarks/bench_inference.py                      # torch's threads, batches 8 and 30
     python benchmarks/bench_inference.py --threads 2 --batches 8
+    python benchmarks/bench_inference.py --device cuda --configs paper-cmm,paper-fgm --batches 1,8
+
+--configs times networks of the named configs with random weights instead of the shipped ones
+(speed does not depend on the weights), and adds what a full sampler of that many calls
+(the config's t0: 400 for CMM, 500 for FGM) would cost per scan: the paper's 88 s and 120 s a
+scan on an RTX 3090 are the figures to compare.
 
 One call is what every sampler step costs: the U-Net on a batch of noisy scans with the
 semantic encoder's latents already computed (samplers encode once). A paper sampler makes
@@ -24,6 +30,7 @@ def main() -> int:
     ap.add_argument("--batches", default="8,30", help="comma-separated batch sizes")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--configs", help="comma-separated config names, random weights (default: the shipped models)")
     args = ap.parse_args()
 
     import torch
@@ -33,14 +40,26 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    models = load_models(None, None, device=args.device)
     dev = torch.device(args.device)
-    print(f"# {args.device}, {torch.get_num_threads()} threads; ms per scan per network call")
-    print(f"{'model':6} {'batch':>5} {'fp32':>8} {'bf16':>8}")
+    if args.configs:
+        from types import SimpleNamespace
+
+        from guad.models import HDAE, get_config
+
+        models = {}
+        for name in args.configs.split(","):
+            torch.manual_seed(0)
+            cfg = get_config(name)
+            models[name] = SimpleNamespace(cfg=cfg, net=HDAE(cfg).eval().to(dev))
+    else:
+        models = load_models(None, None, device=args.device)
+    print(f"# {args.device}, {torch.get_num_threads()} threads; ms per scan per network call"
+          + ("; s per scan for t0 calls (a full sampler)" if args.configs else ""))
+    print(f"{'model':10} {'batch':>5} {'fp32':>8} {'bf16':>8}" + (f" {'full fp32':>9} {'full bf16':>9}" if args.configs else ""))
     for m, lm in models.items():
         for batch in (int(b) for b in args.batches.split(",")):
             x = torch.rand(batch, 1, *lm.cfg.input_size, device=dev)
-            anatomy = torch.randint(0, 5, x.shape, device=dev).float() if m == "fgm" else None
+            anatomy = torch.randint(0, 5, x.shape, device=dev).float() if lm.cfg.model == "fgm" else None
             latents = lm.net.encode(x)
             t = torch.full((batch,), 300, device=dev)
             ms = {}
@@ -55,7 +74,9 @@ def main() -> int:
                     if dev.type == "cuda":
                         torch.cuda.synchronize()
                 ms[prec] = (time.perf_counter() - start) / args.repeats / batch * 1000
-            print(f"{m:6} {batch:5d} {ms['fp32']:8.1f} {ms['bf16']:8.1f}", flush=True)
+            full = (f" {ms['fp32'] * lm.cfg.t0 / 1000:9.1f} {ms['bf16'] * lm.cfg.t0 / 1000:9.1f}"
+                    if args.configs else "")
+            print(f"{m:10} {batch:5d} {ms['fp32']:8.1f} {ms['bf16']:8.1f}{full}", flush=True)
     return 0
 
 
