@@ -13,6 +13,9 @@ a scan only when both models are under their q-quantile: the paper's AND rule, w
 two cut-offs tied by quantile. Its AUROC therefore ranks the AND ensemble.
 
 Every AUROC carries its 95% DeLong interval (guad.metrics.auroc).
+Each sampler row also carries its AUROC minus the better baseline's on the same scans, with the
+paired interval (the target: the ensemble >= 0.10 above it), and `by_site` gives the same
+within each test site: a raw-HU baseline can rank well within one scanner and badly pooled.
 """
 
 from __future__ import annotations
