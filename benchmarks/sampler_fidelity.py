@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from guad.benchmark import load_cases, pick_test_scans  # noqa: E402
 from guad.commands.score import scan_seed  # noqa: E402
-from guad.inference import PAPER_SAMPLER, load_models, score_batch  # noqa: E402
+from guad.inference import PAPER_SAMPLER, load_models, resolve_precision, score_batch  # noqa: E402
 from guad.metrics import auroc, auroc_difference  # noqa: E402
 from guad.sampling import SamplerSpec  # noqa: E402
 
@@ -57,20 +57,21 @@ def main() -> int:
     rows = pick_test_scans(m, args.per_class, args.spread_sites)
     lm = load_models()[args.model]
     t0 = args.t0 or lm.t0
-    cases = load_cases(rows, {args.model: lm}, man.parent)
-    crit = np.array([c.label == "critical" for c in cases])
+    # --report-only reads kept results: no scan is read or pre-processed
+    cases = None if args.report_only else load_cases(rows, {args.model: lm}, man.parent)
+    ids = rows.scan_id.tolist() if cases is None else [c.scan_id for c in cases]
+    crit = (rows.label == "critical").to_numpy() if cases is None else np.array([c.label == "critical" for c in cases])
     full = args.full or PAPER_SAMPLER[args.model]
     fast = [s for s in args.samplers.split(",") if s]
     samplers = fast + [full]  # the cheap ones first: a run cut short has them all
-    from guad.inference import resolve_precision
     prec = resolve_precision(args.precision, lm.device)
     out = Path(args.out) / (f"{args.model}_t{t0}" + ("" if prec == "fp32" else f"_{prec}"))
     out.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, dict] = {}
     for s in samplers:
-        files = [out / f"{SamplerSpec.parse(s).file_tag()}_{c.scan_id}.npz" for c in cases]
-        todo = [] if args.report_only else [i for i, f in enumerate(files) if not f.exists()]
+        files = [out / f"{SamplerSpec.parse(s).file_tag()}_{sid}.npz" for sid in ids]
+        todo = [] if cases is None else [i for i, f in enumerate(files) if not f.exists()]
         t = time.perf_counter()
         for j in range(0, len(todo), args.batch):
             idx = todo[j:j + args.batch]
@@ -83,7 +84,7 @@ def main() -> int:
         results[s] = {"files": files, "sec": sec}
 
     # the scans every sampler has finished (all of them, unless a run was cut short)
-    have = [i for i in range(len(cases)) if all(results[s]["files"][i].exists() for s in samplers)]
+    have = [i for i in range(len(ids)) if all(results[s]["files"][i].exists() for s in samplers)]
     crit = crit[have]
     for s in samplers:
         got = [np.load(results[s]["files"][i]) for i in have]
@@ -91,7 +92,7 @@ def main() -> int:
                           mask=[g["mask"] for g in got])
     ref = results[full]
     print(f"\n{args.model.upper()} from t0 = {t0}, {prec}: {crit.sum()} critical and {(~crit).sum()} unremarkable "
-          f"test scans (of {len(cases)} picked); the full sampler is {full}")
+          f"test scans (of {len(ids)} picked); the full sampler is {full}")
     table = []
     for s in samplers:
         r = results[s]

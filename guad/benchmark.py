@@ -218,28 +218,36 @@ def better_baseline(pos: np.ndarray, baselines: dict[str, np.ndarray]) -> str:
     return max(baselines, key=lambda b: auroc(pos, baselines[b])[0])
 
 
+def _sampler_rows(table: pd.DataFrame, cases: list[Case], by_sampler: dict[str, dict[str, np.ndarray]]):
+    """Each sampler row of an auroc_rows table, as (row index, sampler, model, keep): keep selects
+    the scans that row compares (its criticals - all, or one finding's - and every unremarkable)."""
+    labels = np.array([c.label for c in cases])
+    findings = np.array([c.finding for c in cases])
+    unrem = labels != "critical"
+    for name, scores in by_sampler.items():
+        for model in scores:
+            for i in table.index[(table.method == f"sampler: {name}") & (table.model == model)]:
+                g = table.at[i, "vs unremarkable"]
+                sel = labels == "critical" if g == "all critical" else findings == g
+                yield i, name, model, sel | unrem
+
+
 def add_baseline_difference(table: pd.DataFrame, cases: list[Case], by_sampler: dict[str, dict[str, np.ndarray]],
                             baselines: dict[str, np.ndarray]) -> pd.DataFrame:
     """Columns baseline, b_auroc, b_lo, b_hi on each sampler's rows: its AUROC minus the better
     baseline's on the same scans (all critical, and each finding; the better of every baseline
     score on that group, so the comparison is never against a weak one), with the paired
     DeLong interval. The benchmark's target is the ensemble's b_auroc >= 0.10 over all criticals."""
-    labels = np.array([c.label for c in cases])
-    findings = np.array([c.finding for c in cases])
-    unrem = labels != "critical"
+    crit = np.array([c.label == "critical" for c in cases])
     table = table.copy()
     table["baseline"] = ""
     for col in ("b_auroc", "b_lo", "b_hi"):
         table[col] = np.nan
-    for name, scores in by_sampler.items():
-        for model, s in scores.items():
-            for i in table.index[(table.method == f"sampler: {name}") & (table.model == model)]:
-                g = table.at[i, "vs unremarkable"]
-                sel = labels == "critical" if g == "all critical" else findings == g
-                keep = sel | unrem
-                best = better_baseline(sel[keep], {b: v[keep] for b, v in baselines.items()})
-                table.at[i, "baseline"] = best
-                table.loc[i, ["b_auroc", "b_lo", "b_hi"]] = auroc_difference(sel[keep], s[keep], baselines[best][keep])
+    for i, name, model, keep in _sampler_rows(table, cases, by_sampler):
+        best = better_baseline(crit[keep], {b: v[keep] for b, v in baselines.items()})
+        table.at[i, "baseline"] = best
+        table.loc[i, ["b_auroc", "b_lo", "b_hi"]] = auroc_difference(
+            crit[keep], by_sampler[name][model][keep], baselines[best][keep])
     return table
 
 
@@ -279,20 +287,13 @@ def add_paired_difference(table: pd.DataFrame, cases: list[Case], by_sampler: di
     sampler's on the same scans (all critical, and each finding), with the paired DeLong interval.
     The question the benchmark asks ("within 0.01 of the full sampler?") is about this
     difference, and pairing makes its interval far narrower than the two AUROCs' intervals."""
-    labels = np.array([c.label for c in cases])
-    findings = np.array([c.finding for c in cases])
-    unrem = labels != "critical"
+    crit = np.array([c.label == "critical" for c in cases])
     table = table.copy()
     for col in ("d_auroc", "d_lo", "d_hi"):
         table[col] = np.nan
-    for name, scores in by_sampler.items():
-        for model, s in scores.items():
-            for i in table.index[(table.method == f"sampler: {name}") & (table.model == model)]:
-                g = table.at[i, "vs unremarkable"]
-                sel = labels == "critical" if g == "all critical" else findings == g
-                keep = sel | unrem
-                d = auroc_difference(sel[keep], s[keep], by_sampler[reference][model][keep])
-                table.loc[i, ["d_auroc", "d_lo", "d_hi"]] = d
+    for i, name, model, keep in _sampler_rows(table, cases, by_sampler):
+        table.loc[i, ["d_auroc", "d_lo", "d_hi"]] = auroc_difference(
+            crit[keep], by_sampler[name][model][keep], by_sampler[reference][model][keep])
     return table
 
 

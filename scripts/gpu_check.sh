@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU measurements the models and scoring issues ask for, as one short run (about 5 min)
+# The GPU measurements the models and scoring issues ask for, as one short run (at most
+# 8.5 min: the sum of its commands' time limits; it has never run on a GPU)
 # for a session that is lent a GPU machine (15 min of device time in all).
 #
 #   bash scripts/gpu_check.sh --fetch    # here, once: the wheels the GPU image lacks -> .whl/
