@@ -14,8 +14,9 @@ benchmark's "within 0.01 of the full sampler" question; pairing makes that inter
 narrower than either AUROC's when the two samplers rank the scans alike).
 
 Each (sampler, scan) result is kept under --out, so a killed run resumes; the fast samplers run
-first, and --report-only prints the table over the scans every sampler has finished, so a run
-cut short still says what it measured (and on how many scans).
+first, each sampler takes the two classes in turn, and --report-only prints the table over the
+scans every sampler has finished, so a run cut short still says what it measured (and on how
+many scans).
 """
 
 from __future__ import annotations
@@ -49,12 +50,17 @@ def main() -> int:
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--report-only", action="store_true", help="score nothing; report the scans every sampler has")
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--shard", default="0/1", metavar="I/N",
+                    help="score every N-th picked scan from the I-th: N processes share a machine's cores "
+                         "(the pre-processing is single-threaded) and the same --out; then --report-only")
     ap.add_argument("--out", default="runs/fidelity", help="per-scan results, for resuming")
     args = ap.parse_args()
 
     man = Path(args.manifest)
     m = pd.read_csv(man, keep_default_na=False)
     rows = pick_test_scans(m, args.per_class, args.spread_sites)
+    shard, nshard = (int(x) for x in args.shard.split("/"))
+    rows = rows.iloc[shard::nshard]
     lm = load_models()[args.model]
     t0 = args.t0 or lm.t0
     # --report-only reads kept results: no scan is read or pre-processed
@@ -68,10 +74,16 @@ def main() -> int:
     out = Path(args.out) / (f"{args.model}_t{t0}" + ("" if prec == "fp32" else f"_{prec}"))
     out.mkdir(parents=True, exist_ok=True)
 
+    # each class's scans in turn (critical, unremarkable, critical, ...), so a run cut short
+    # still has both classes to rank rather than all the criticals and no normal
+    turn = np.empty(len(ids), int)
+    for c in (True, False):
+        turn[crit == c] = np.arange((crit == c).sum())
     results: dict[str, dict] = {}
     for s in samplers:
         files = [out / f"{SamplerSpec.parse(s).file_tag()}_{sid}.npz" for sid in ids]
         todo = [] if cases is None else [i for i, f in enumerate(files) if not f.exists()]
+        todo.sort(key=lambda i: (turn[i], not crit[i]))
         t = time.perf_counter()
         for j in range(0, len(todo), args.batch):
             idx = todo[j:j + args.batch]

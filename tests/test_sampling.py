@@ -186,3 +186,24 @@ def test_bf16_autocast_reconstruction_is_close_to_fp32_and_repeatable(name, scan
     assert half.dtype == scan.dtype and torch.equal(half, run())
     assert not torch.equal(half, full)  # autocast did take effect ...
     torch.testing.assert_close(half, full, atol=0.03, rtol=0)  # ... and only to bf16 rounding
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(native, monkeypatch):
+    """bf16 autocast is emulated on a CPU without AVX-512 BF16 or AMX (30-100x slower than fp32
+    there, measured: guad.inference.cpu_has_bf16); asking for it says so, 'auto' stays fp32."""
+    import warnings
+
+    from guad.inference import cpu_has_bf16, resolve_precision
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: native, raising=False)
+    assert cpu_has_bf16() is native
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_precision("bf16", cpu) == "bf16"
+        assert resolve_precision("auto", cpu) == "fp32"
+        assert resolve_precision("fp32", cpu) == "fp32"
+    said = [str(w.message) for w in caught]
+    assert (len(said) == 1 and "AVX-512 BF16" in said[0]) if not native else said == []
