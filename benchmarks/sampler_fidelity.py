@@ -17,6 +17,11 @@ Each (sampler, scan) result is kept under --out, so a killed run resumes; the fa
 first, each sampler takes the two classes in turn, and --report-only prints the table over the
 scans every sampler has finished, so a run cut short still says what it measured (and on how
 many scans).
+
+CMM's full sampler, the paper's ancestral `ddpm`, draws fresh noise at every step, so no
+deterministic sampler can follow it scan by scan. `--full-seeds 0,1` runs it with a second noise
+seed too and compares that run with the first like a fast sampler: how far the full sampler is
+from itself is the floor under any "within 0.01 of the full sampler" claim.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ def main() -> int:
     ap.add_argument("--t0", type=int, help="default: the config's (the paper's 400 / 500)")
     ap.add_argument("--samplers", default="ddim:25,ddim:10,x0", help="the fast samplers to compare")
     ap.add_argument("--full", help="the reference sampler (default: the model's paper sampler)")
+    ap.add_argument("--full-seeds", default="0", metavar="S,S,...",
+                    help="noise seeds for the full sampler; the first is the reference, the others are compared "
+                         "to it like a fast sampler (how far a stochastic full sampler is from itself)")
     ap.add_argument("--per-class", type=int, default=10, help="test scans per class")
     ap.add_argument("--spread-sites", action="store_true", help="take the scans from the test sites in turn")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
@@ -69,7 +77,12 @@ def main() -> int:
     crit = (rows.label == "critical").to_numpy() if cases is None else np.array([c.label == "critical" for c in cases])
     full = args.full or PAPER_SAMPLER[args.model]
     fast = [s for s in args.samplers.split(",") if s]
-    samplers = fast + [full]  # the cheap ones first: a run cut short has them all
+    seeds = [int(x) for x in args.full_seeds.split(",")]
+    # (sampler, noise seed) runs; the cheap ones first: a run cut short has them all
+    runs = [(s, 0) for s in fast] + [(full, sd) for sd in seeds]
+    name = {(s, sd): s if sd == 0 else f"{s} seed {sd}" for s, sd in runs}
+    samplers = [name[r] for r in runs]
+    full = name[(full, seeds[0])]
     prec = resolve_precision(args.precision, lm.device)
     out = Path(args.out) / (f"{args.model}_t{t0}" + ("" if prec == "fp32" else f"_{prec}"))
     out.mkdir(parents=True, exist_ok=True)
@@ -80,15 +93,16 @@ def main() -> int:
     for c in (True, False):
         turn[crit == c] = np.arange((crit == c).sum())
     results: dict[str, dict] = {}
-    for s in samplers:
-        files = [out / f"{SamplerSpec.parse(s).file_tag()}_{sid}.npz" for sid in ids]
+    for (sampler, seed), s in zip(runs, samplers):
+        tag = SamplerSpec.parse(sampler).file_tag() + ("" if seed == 0 else f"_seed{seed}")
+        files = [out / f"{tag}_{sid}.npz" for sid in ids]
         todo = [] if cases is None else [i for i, f in enumerate(files) if not f.exists()]
         todo.sort(key=lambda i: (turn[i], not crit[i]))
         t = time.perf_counter()
         for j in range(0, len(todo), args.batch):
             idx = todo[j:j + args.batch]
             res = score_batch(lm, [cases[i].inputs[args.model] for i in idx],
-                              [scan_seed(0, cases[i].scan_id) for i in idx], s, t0=t0, precision=prec)
+                              [scan_seed(seed, cases[i].scan_id) for i in idx], sampler, t0=t0, precision=prec)
             for i, r in zip(idx, res):
                 np.savez(files[i], recon=r.recon, score=r.score, mask=r.mask)
             print(f"{s}: {j + len(idx)}/{len(todo)} scans", flush=True)
@@ -97,6 +111,9 @@ def main() -> int:
 
     # the scans every sampler has finished (all of them, unless a run was cut short)
     have = [i for i in range(len(ids)) if all(results[s]["files"][i].exists() for s in samplers)]
+    if not have:
+        print("no scan has been scored by every sampler yet")
+        return 1
     crit = crit[have]
     for s in samplers:
         got = [np.load(results[s]["files"][i]) for i in have]
@@ -112,7 +129,7 @@ def main() -> int:
                         for a, b, mk in zip(r["recon"], ref["recon"], ref["mask"])])
         a, lo, hi = auroc(crit, r["score"])
         d, dlo, dhi = auroc_difference(crit, r["score"], ref["score"])
-        table.append({"sampler": s, "calls": SamplerSpec.parse(s).network_calls(t0),
+        table.append({"sampler": s, "calls": SamplerSpec.parse(s.split()[0]).network_calls(t0),
                       "s / scan (this run)": round(r["sec"], 2),
                       "recon vs full, MAE HU": round(diff, 2),
                       "Spearman vs full": round(spearmanr(r["score"], ref["score"]).statistic, 3),
