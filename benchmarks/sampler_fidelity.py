@@ -107,7 +107,7 @@ def main() -> int:
                 np.savez(files[i], recon=r.recon, score=r.score, mask=r.mask)
             print(f"{s}: {j + len(idx)}/{len(todo)} scans", flush=True)
         sec = (time.perf_counter() - t) / len(todo) if todo else float("nan")
-        results[s] = {"files": files, "sec": sec}
+        results[s] = {"files": files, "sec": sec, "calls": SamplerSpec.parse(sampler).network_calls(t0)}
 
     # the scans every sampler has finished (all of them, unless a run was cut short)
     have = [i for i in range(len(ids)) if all(results[s]["files"][i].exists() for s in samplers)]
@@ -129,7 +129,7 @@ def main() -> int:
                         for a, b, mk in zip(r["recon"], ref["recon"], ref["mask"])])
         a, lo, hi = auroc(crit, r["score"])
         d, dlo, dhi = auroc_difference(crit, r["score"], ref["score"])
-        table.append({"sampler": s, "calls": SamplerSpec.parse(s.split()[0]).network_calls(t0),
+        table.append({"sampler": s, "calls": r["calls"],
                       "s / scan (this run)": round(r["sec"], 2),
                       "recon vs full, MAE HU": round(diff, 2),
                       "Spearman vs full": round(spearmanr(r["score"], ref["score"]).statistic, 3),

@@ -190,8 +190,8 @@ def test_bf16_autocast_reconstruction_is_close_to_fp32_and_repeatable(name, scan
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_native_bf16_warns(native, monkeypatch):
-    """bf16 autocast is emulated on a CPU without AVX-512 BF16 or AMX (30-100x slower than fp32
-    there, measured: guad.inference.cpu_has_bf16); asking for it says so, 'auto' stays fp32."""
+    """bf16 autocast is emulated on a CPU without AVX-512 BF16 or AMX (33x / 114x slower than fp32
+    for CMM / FGM there, measured: guad.inference.cpu_has_bf16); asking for it says so, 'auto' stays fp32."""
     import warnings
 
     from guad.inference import cpu_has_bf16, resolve_precision
